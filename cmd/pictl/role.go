@@ -1,0 +1,203 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pictl/pictl/internal/cluster"
+)
+
+// roleInfo is one row of `pictl role ls`.
+type roleInfo struct {
+	Name        string   `json:"name" yaml:"name"`
+	Builtin     bool     `json:"builtin" yaml:"builtin"`
+	Description string   `json:"description" yaml:"description"`
+	Nodes       []string `json:"nodes" yaml:"nodes"`
+}
+
+func builtinRoleDescription(name string) string {
+	switch name {
+	case "web":
+		return "nginx on port 8000 serving the shared www volume; joins the balancer"
+	case "db":
+		return "MariaDB on the node's address, data kept in the node's own layer"
+	case "lb":
+		return "HAProxy in front of the web nodes, keepalived VRRP virtual IP shared by two lb nodes"
+	case "router":
+		return "IP forwarding and NAT between two interfaces, static routes, optional FRR/OSPF"
+	}
+	return ""
+}
+
+func roleCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "role",
+		Usage: "give nodes roles (web, db, lb, router or your own) and list them",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "set",
+				Usage:     "give a node a role (\"none\" removes it)",
+				ArgsUsage: "NODE ROLE",
+				Description: `The node's root filesystem gets the role's systemd target and drop-ins; a
+running controller applies the change at once, no reboot needed.
+
+   pictl role set pi3 web
+   pictl role set pi3 none`,
+				BashComplete: completeRoleSet,
+				Action:       roleSet,
+			},
+			{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list the roles and the nodes in each",
+				Flags:   []cli.Flag{outputFlag()},
+				Action:  roleList,
+			},
+			{
+				Name:      "show",
+				Usage:     "describe a role and list its nodes",
+				ArgsUsage: "ROLE",
+				Flags:     []cli.Flag{outputFlag()},
+				Action:    roleShow,
+			},
+		},
+	}
+}
+
+func roleSet(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return fmt.Errorf("role set: expected NODE ROLE, got %d arguments (e.g. pictl role set pi3 web)", c.NArg())
+	}
+	node, role := c.Args().Get(0), strings.TrimSpace(c.Args().Get(1))
+	var before string
+	cl, err := update(c, func(d *cluster.Document) error {
+		old, err := d.Cluster()
+		if err != nil {
+			return err
+		}
+		n := old.Nodes[node]
+		if n == nil {
+			return unknownNode(node)
+		}
+		before = n.Role
+		if role == "none" || role == "" {
+			if err := d.Delete("nodes", node, "role"); err != nil && !isNotFound(err) {
+				return err
+			}
+			return nil
+		}
+		if !roleKnown(old, role) {
+			return fmt.Errorf("unknown role %q: use one of %s, or declare it under roles: in cluster.yaml", role, strings.Join(roleNames(old), ", "))
+		}
+		return d.Set(role, "nodes", node, "role")
+	})
+	if err != nil {
+		return fmt.Errorf("role set %s: %w", node, err)
+	}
+	after := cl.Nodes[node].Role
+	if before == after {
+		fmt.Fprintf(c.App.Writer, "%s: role %s (unchanged)\n", node, orNone(after))
+		return nil
+	}
+	fmt.Fprintf(c.App.Writer, "%s: role %s → %s\n", node, orNone(before), orNone(after))
+	return nil
+}
+
+func roleKnown(cl *cluster.Cluster, role string) bool {
+	_, user := cl.Roles[role]
+	return user || slices.Contains(cluster.BuiltinRoles(), role)
+}
+
+func roleNames(cl *cluster.Cluster) []string {
+	names := cluster.BuiltinRoles()
+	for _, n := range sortedKeys(cl.Roles) {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func roleInfos(cl *cluster.Cluster) []roleInfo {
+	var out []roleInfo
+	for _, name := range roleNames(cl) {
+		ri := roleInfo{Name: name, Nodes: []string{}}
+		if r, ok := cl.Roles[name]; ok {
+			ri.Description = r.Description
+		} else {
+			ri.Builtin, ri.Description = true, builtinRoleDescription(name)
+		}
+		for _, n := range sortedKeys(cl.Nodes) {
+			if cl.Nodes[n].Role == name {
+				ri.Nodes = append(ri.Nodes, n)
+			}
+		}
+		out = append(out, ri)
+	}
+	return out
+}
+
+func roleList(c *cli.Context) error {
+	cl, err := storeFor(c).Load()
+	if err != nil {
+		return fmt.Errorf("role ls: %w", err)
+	}
+	roles := roleInfos(cl)
+	return emit(c, roles, func(w io.Writer) error {
+		t := newTable(w, "ROLE", "KIND", "NODES", "DESCRIPTION")
+		for _, r := range roles {
+			kind := "user"
+			if r.Builtin {
+				kind = "built-in"
+			}
+			t.row(r.Name, kind, strings.Join(r.Nodes, ","), r.Description)
+		}
+		return t.flush()
+	})
+}
+
+func roleShow(c *cli.Context) error {
+	name, err := oneArg(c, "ROLE")
+	if err != nil {
+		return err
+	}
+	cl, err := storeFor(c).Load()
+	if err != nil {
+		return fmt.Errorf("role show: %w", err)
+	}
+	for _, r := range roleInfos(cl) {
+		if r.Name != name {
+			continue
+		}
+		return emit(c, r, func(w io.Writer) error {
+			kind := "user-defined"
+			if r.Builtin {
+				kind = "built-in"
+			}
+			t := newTable(w, "role:", r.Name)
+			t.row("kind:", kind)
+			t.row("target:", "pictl-"+r.Name+".target")
+			t.row("description:", r.Description)
+			t.row("nodes:", strings.Join(r.Nodes, ", "))
+			return t.flush()
+		})
+	}
+	return fmt.Errorf("role show: unknown role %q: use one of %s", name, strings.Join(roleNames(cl), ", "))
+}
+
+func completeRoleSet(c *cli.Context) {
+	switch c.NArg() {
+	case 0:
+		completeNodeNames(c)
+	case 1:
+		if cl, err := storeFor(c).Load(); err == nil {
+			for _, r := range append(roleNames(cl), "none") {
+				fmt.Fprintln(c.App.Writer, r)
+			}
+		}
+	}
+}

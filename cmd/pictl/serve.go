@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pictl/pictl/internal/controller"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the controller: DHCP, TFTP, NFS roots and the API, following cluster.yaml",
+		Description: `Runs in the foreground until SIGINT or SIGTERM. Changes to cluster.yaml (by hand
+or through pictl commands) apply within a second; SIGHUP forces a re-read. An
+invalid cluster.yaml is reported and the last good state stays in force.
+Under systemd use Type=notify (see pictl.service in the repository).`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"PICTL_LOG_LEVEL"}},
+			&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text"},
+		},
+		Action: serve,
+	}
+}
+
+func serve(c *cli.Context) error {
+	log, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+	if err != nil {
+		return err
+	}
+	ctl, err := controller.New(controller.Config{
+		Store:      storeFor(c),
+		Version:    buildVersion(),
+		Log:        log,
+		SocketPath: c.String("socket"),
+	})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := ctl.AddServers(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := ctl.Run(ctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("controller stopped")
+	return nil
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}

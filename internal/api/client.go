@@ -1,0 +1,89 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+)
+
+// Client talks to a running controller over its unix socket.
+type Client struct {
+	http *http.Client
+}
+
+// NewClient returns a client for the controller listening on socketPath.
+func NewClient(socketPath string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socketPath)
+		},
+	}
+	return &Client{http: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+}
+
+// NotRunningError means no controller answers on the socket; callers fall
+// back to cluster.yaml alone.
+type NotRunningError struct{ Err error }
+
+func (e *NotRunningError) Error() string { return "controller not running: " + e.Err.Error() }
+func (e *NotRunningError) Unwrap() error { return e.Err }
+
+// NotRunning reports true: the behavioural test callers use with errors.As.
+func (e *NotRunningError) NotRunning() bool { return true }
+
+// IsNotRunning reports whether err says that no controller is running.
+func IsNotRunning(err error) bool {
+	var nr interface{ NotRunning() bool }
+	return errors.As(err, &nr) && nr.NotRunning()
+}
+
+func (c *Client) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://pictl"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return &NotRunningError{Err: err}
+		}
+		return fmt.Errorf("api %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("api %s: %s: %s", path, resp.Status, e.Error)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("api %s: decode: %w", path, err)
+	}
+	return nil
+}
+
+// Status fetches GET /v1/status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.get(ctx, "/v1/status", &s)
+	return s, err
+}
+
+// Nodes fetches GET /v1/nodes.
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	var n []Node
+	err := c.get(ctx, "/v1/nodes", &n)
+	return n, err
+}
+
+// Discovered fetches GET /v1/discovered.
+func (c *Client) Discovered(ctx context.Context) ([]Discovered, error) {
+	var d []Discovered
+	err := c.get(ctx, "/v1/discovered", &d)
+	return d, err
+}

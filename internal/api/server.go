@@ -1,0 +1,129 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Backend answers the API's questions; the controller implements it.
+type Backend interface {
+	Status(ctx context.Context) Status
+	Nodes(ctx context.Context) ([]Node, error)
+	Discovered(ctx context.Context) ([]Discovered, error)
+}
+
+// Server serves the API on a unix socket. Anyone who can open the socket
+// (mode 0660: root and the socket's group) can use it, which is why it is
+// not offered on a TCP port without authentication.
+type Server struct {
+	SocketPath string
+	Backend    Backend
+	Log        *slog.Logger
+
+	mux *http.ServeMux
+	ln  net.Listener
+}
+
+// NewServer builds the API's routes. Extra handlers (metrics, status page)
+// can be added with Handle before Serve.
+func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
+	s := &Server{SocketPath: socketPath, Backend: b, Log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, b.Status(r.Context()))
+	})
+	s.mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
+		nodes, err := b.Nodes(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, nodes)
+	})
+	s.mux.HandleFunc("GET /v1/discovered", func(w http.ResponseWriter, r *http.Request) {
+		list, err := b.Discovered(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		if list == nil {
+			list = []Discovered{}
+		}
+		writeJSON(w, http.StatusOK, list)
+	})
+	return s
+}
+
+// Handle adds a route, e.g. "GET /metrics".
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Listen creates the socket, replacing a stale one left by a killed
+// controller but refusing to take over one a live controller answers on.
+func (s *Server) Listen() error {
+	if err := os.MkdirAll(filepath.Dir(s.SocketPath), 0o755); err != nil {
+		return fmt.Errorf("api socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", s.SocketPath, 200*time.Millisecond); err == nil {
+		c.Close()
+		return fmt.Errorf("api socket %s: another pictl controller is running", s.SocketPath)
+	}
+	_ = os.Remove(s.SocketPath)
+	ln, err := net.Listen("unix", s.SocketPath)
+	if err != nil {
+		return fmt.Errorf("api socket: %w", err)
+	}
+	if err := os.Chmod(s.SocketPath, 0o660); err != nil {
+		ln.Close()
+		return fmt.Errorf("api socket mode: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Close gives up the socket of a server that will not Serve.
+func (s *Server) Close() {
+	if s.ln != nil {
+		s.ln.Close()
+		_ = os.Remove(s.SocketPath)
+	}
+}
+
+// Serve answers requests until ctx ends, then removes the socket.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(shutdownCtx)
+	}()
+	err := hs.Serve(s.ln)
+	<-done
+	_ = os.Remove(s.SocketPath)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("api: %w", err)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

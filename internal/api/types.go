@@ -1,0 +1,64 @@
+// Package api is the controller's runtime API: HTTP over a unix socket
+// (and later an authenticated TCP port). types.go holds the wire types the
+// server and the CLI's client share.
+package api
+
+import "time"
+
+// Status is GET /v1/status.
+type Status struct {
+	Version string    `json:"version" yaml:"version"`
+	Started time.Time `json:"started" yaml:"started"`
+	Config  string    `json:"config" yaml:"config"`
+	// Generation counts the cluster.yaml states the controller has loaded;
+	// it goes up by one on every successful reload.
+	Generation uint64    `json:"generation" yaml:"generation"`
+	LoadedAt   time.Time `json:"loaded_at" yaml:"loaded_at"`
+	// ReloadError is why the newest cluster.yaml was rejected; the last good
+	// state stays in force while it is set.
+	ReloadError string            `json:"reload_error,omitempty" yaml:"reload_error,omitempty"`
+	Nodes       int               `json:"nodes" yaml:"nodes"`
+	Components  []ComponentStatus `json:"components" yaml:"components"`
+}
+
+// ComponentStatus is one server inside the controller (dhcpd, tftpd, ...).
+type ComponentStatus struct {
+	Name  string `json:"name" yaml:"name"`
+	State string `json:"state" yaml:"state"` // starting, running, stopped, failed
+	Error string `json:"error,omitempty" yaml:"error,omitempty"`
+}
+
+// Node is one row of GET /v1/nodes and of `pictl node ls`: the desired
+// state from cluster.yaml merged with what the controller has observed.
+type Node struct {
+	Name    string   `json:"name" yaml:"name"`
+	MACs    []string `json:"macs" yaml:"macs"`
+	Serial  string   `json:"serial,omitempty" yaml:"serial,omitempty"`
+	Model   string   `json:"model,omitempty" yaml:"model,omitempty"`
+	Arch    string   `json:"arch,omitempty" yaml:"arch,omitempty"`
+	Image   string   `json:"image,omitempty" yaml:"image,omitempty"`
+	Role    string   `json:"role,omitempty" yaml:"role,omitempty"`
+	IP      string   `json:"ip,omitempty" yaml:"ip,omitempty"` // reserved address
+	Netboot bool     `json:"netboot" yaml:"netboot"`
+
+	Runtime *NodeRuntime `json:"runtime,omitempty" yaml:"runtime,omitempty"`
+}
+
+// NodeRuntime holds observed facts; nil when the controller is not running.
+type NodeRuntime struct {
+	LeaseIP      string    `json:"lease_ip,omitempty" yaml:"lease_ip,omitempty"`
+	LeaseExpires time.Time `json:"lease_expires,omitzero" yaml:"lease_expires,omitempty"`
+	BootStage    string    `json:"boot_stage,omitempty" yaml:"boot_stage,omitempty"`
+	BootStageAt  time.Time `json:"boot_stage_at,omitzero" yaml:"boot_stage_at,omitempty"`
+	LastSeen     time.Time `json:"last_seen,omitzero" yaml:"last_seen,omitempty"`
+}
+
+// Discovered is a client that asked to boot but is not in cluster.yaml.
+type Discovered struct {
+	MAC       string    `json:"mac" yaml:"mac"`
+	Serial    string    `json:"serial,omitempty" yaml:"serial,omitempty"`
+	Model     string    `json:"model,omitempty" yaml:"model,omitempty"`
+	Interface string    `json:"interface,omitempty" yaml:"interface,omitempty"`
+	FirstSeen time.Time `json:"first_seen" yaml:"first_seen"`
+	LastSeen  time.Time `json:"last_seen" yaml:"last_seen"`
+}

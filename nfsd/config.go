@@ -1,0 +1,125 @@
+package nfsd
+
+import (
+	"net/netip"
+	"path/filepath"
+	"time"
+)
+
+// Node is what nfsd needs to know about one netbooting node.
+type Node struct {
+	Name string
+	// ImageRoot is the image's root file system tree: the read-only bottom
+	// layer, shared by every node on the image.
+	ImageRoot string
+	// RoleLayer is a tree of files rendered for the node's role, laid over
+	// the image ("" = none). It is read-only for nfsd; it may contain
+	// overlayfs-style whiteouts (char 0:0) and opaque directories
+	// (trusted.overlay.opaque=y). A different path than before swaps the
+	// layer atomically: each NFS request sees either the old tree or the
+	// new one. Render into a new directory, never rewrite a live one.
+	RoleLayer string
+	// Volumes the node may mount under /volumes/<name>.
+	Volumes []string
+}
+
+// Nodes looks nodes up; nfsd asks on every MOUNT (ByAddr) and on every
+// request (ByName, to follow image and role changes), so the implementation
+// must be cheap and safe for concurrent use.
+type Nodes interface {
+	// ByAddr returns the node that owns addr now (reservation or lease).
+	ByAddr(addr netip.Addr) (Node, bool)
+	ByName(name string) (Node, bool)
+}
+
+// Volume is a shared export.
+type Volume struct {
+	Name     string
+	Path     string
+	ReadOnly bool
+}
+
+// Volumes looks volumes up by name.
+type Volumes interface {
+	Volume(name string) (Volume, bool)
+}
+
+// Config holds the server settings. Zero values mean the defaults.
+type Config struct {
+	// Addr is the TCP address NFS and MOUNT share. Default ":2049".
+	Addr string
+	// StateDir is pictl's state directory (required). nfsd keeps its handle
+	// key in <StateDir>/nfsd/handle.key and the nodes' own layers in
+	// LayerDir.
+	StateDir string
+	// LayerDir holds one directory per node (its own layer and a work
+	// directory on the same file system). Default <StateDir>/nfsd/nodes.
+	LayerDir string
+	// ActiveWindow: a node whose export saw a request this recently (or
+	// that has a connection open) counts as mounted, and Reset refuses to
+	// discard its layer without force. Default 2 minutes.
+	ActiveWindow time.Duration
+	// NoSyncWrites turns off the fdatasync of written files. go-nfs tells
+	// clients every WRITE is on stable storage (FILE_SYNC), so this trades
+	// crash safety for speed; only for benchmarks and throw-away nodes.
+	NoSyncWrites bool
+	// SyncMetadata makes every namespace or attribute change (create,
+	// remove, rename, chmod...) and its identity record durable before the
+	// reply, as NFSv3 asks and knfsd's "sync" exports do: one or more
+	// fsyncs per change. Default off: such changes are flushed together
+	// every MetadataFlush (like ganesha, or knfsd's "async"); file data is
+	// always synced before a WRITE is answered (go-nfs promises FILE_SYNC),
+	// and on ext4 that also commits every metadata change made before it.
+	SyncMetadata bool
+	// MetadataFlush is the background flush period. Default 1 second.
+	MetadataFlush time.Duration
+	// ConnWorkers is how many requests of one client connection are
+	// served in parallel (go-nfs alone serves them one by one). Default 4;
+	// 1 turns the fan-out off.
+	ConnWorkers int
+	// GoNFSRead leaves every READ to go-nfs instead of answering valid
+	// READs of regular files directly (fastread.go); for comparison.
+	GoNFSRead bool
+}
+
+const DefaultAddr = ":2049"
+
+func (c *Config) addr() string {
+	if c.Addr == "" {
+		return DefaultAddr
+	}
+	return c.Addr
+}
+
+func (c *Config) layerDir() string {
+	if c.LayerDir != "" {
+		return c.LayerDir
+	}
+	return filepath.Join(c.StateDir, "nfsd", "nodes")
+}
+
+func (c *Config) keyFile() string { return filepath.Join(c.StateDir, "nfsd", "handle.key") }
+
+func (c *Config) activeWindow() time.Duration {
+	if c.ActiveWindow <= 0 {
+		return 2 * time.Minute
+	}
+	return c.ActiveWindow
+}
+
+func (c *Config) connWorkers() int {
+	if c.ConnWorkers <= 0 {
+		return 4
+	}
+	return c.ConnWorkers
+}
+
+func (c *Config) syncWrites() bool   { return !c.NoSyncWrites }
+func (c *Config) syncMetadata() bool { return c.SyncMetadata }
+
+func (c *Config) metadataFlush() time.Duration {
+	if c.MetadataFlush <= 0 {
+		return time.Second
+	}
+	return c.MetadataFlush
+}

@@ -1,0 +1,118 @@
+package nfsd
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan net.Conn)
+	go func() {
+		c, _ := ln.Accept()
+		done <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-done
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+func fragment(payload []byte, last bool) []byte {
+	h := uint32(len(payload))
+	if last {
+		h |= 0x80000000
+	}
+	return append(binary.BigEndian.AppendUint32(nil, h), payload...)
+}
+
+func TestFanoutJoinsFragments(t *testing.T) {
+	client, server := tcpPair(t)
+	m := newFanout(server, 2, nil)
+	msg := bytes.Repeat([]byte("abcd"), 100)
+	if _, err := client.Write(append(fragment(msg[:120], false), fragment(msg[120:], true)...)); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 2)
+	for _, v := range m.vconns {
+		go func(v *vconn) {
+			b := make([]byte, 4+len(msg))
+			if _, err := io.ReadFull(v, b); err == nil {
+				got <- b
+			}
+		}(v)
+	}
+	select {
+	case b := <-got:
+		if want := fragment(msg, true); !bytes.Equal(b, want) {
+			t.Fatalf("worker read %x, want one last fragment", b[:8])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("record never delivered")
+	}
+}
+
+// Two workers writing replies in pieces at once: every record reaches the
+// client whole.
+func TestFanoutRepliesDoNotInterleave(t *testing.T) {
+	client, server := tcpPair(t)
+	m := newFanout(server, 2, nil)
+	var wg sync.WaitGroup
+	for i, v := range m.vconns {
+		wg.Add(1)
+		go func(v *vconn, b byte) {
+			defer wg.Done()
+			for r := 0; r < 20; r++ {
+				rec := fragment(bytes.Repeat([]byte{b}, 70000), true)
+				for len(rec) > 0 { // odd-sized pieces, as bufio flushes them
+					n := min(len(rec), 4093)
+					if _, err := v.Write(rec[:n]); err != nil {
+						t.Error(err)
+						return
+					}
+					rec = rec[n:]
+				}
+			}
+		}(v, byte('A'+i))
+	}
+	br := bufio.NewReader(client)
+	for r := 0; r < 40; r++ {
+		rec, err := readRPCRecord(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := rec[4:]
+		if len(body) != 70000 || bytes.Count(body, body[:1]) != len(body) {
+			t.Fatalf("record %d mixes replies", r)
+		}
+	}
+	wg.Wait()
+}
+
+func TestFanoutRefusesHugeRecords(t *testing.T) {
+	client, server := tcpPair(t)
+	newFanout(server, 2, nil)
+	if _, err := client.Write(binary.BigEndian.AppendUint32(nil, 0x80000000|(maxRecord+1))); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection still open after an oversized record")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("connection not closed")
+	}
+}

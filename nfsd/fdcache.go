@@ -1,0 +1,170 @@
+package nfsd
+
+import (
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fdCache keeps read-only files open between READs. go-nfs opens and
+// closes the file for every READ; a fresh open file has no readahead state,
+// so the kernel treats each 1 MiB READ of a sequential stream as a random
+// read and a cold file streams at disk latency. Reusing the open file keeps
+// the kernel's readahead (knfsd keeps its "raparams" for the same reason).
+// Keyed by inode: a path that now names another object gets another entry.
+type fdCache struct {
+	mu sync.Mutex
+	m  map[fdKey]*cachedFD
+}
+
+type fdKey struct{ dev, ino uint64 }
+
+type cachedFD struct {
+	f    *os.File
+	refs int
+	last time.Time
+}
+
+const (
+	maxCachedFDs = 32
+	fdIdle       = 5 * time.Second
+)
+
+// open returns a read-only file for the object lstat'ed as st at host.
+func (c *fdCache) open(host string, st *unix.Stat_t) (*os.File, func(), error) {
+	key := fdKey{uint64(st.Dev), st.Ino}
+	c.mu.Lock()
+	if e := c.m[key]; e != nil {
+		e.refs++
+		c.mu.Unlock()
+		return e.f, func() { c.release(key, e) }, nil
+	}
+	c.mu.Unlock()
+	f, err := os.OpenFile(host, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	var fst unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &fst) != nil || fst.Dev != st.Dev || fst.Ino != st.Ino {
+		// Replaced between lstat and open: serve it, do not cache it.
+		return f, func() { f.Close() }, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[fdKey]*cachedFD)
+	}
+	if e := c.m[key]; e != nil { // raced with another opener
+		e.refs++
+		f.Close()
+		return e.f, func() { c.release(key, e) }, nil
+	}
+	c.evictLocked()
+	e := &cachedFD{f: f, refs: 1}
+	c.m[key] = e
+	return f, func() { c.release(key, e) }, nil
+}
+
+func (c *fdCache) release(key fdKey, e *cachedFD) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.refs--
+	e.last = time.Now()
+	if c.m[key] != e && e.refs == 0 {
+		e.f.Close() // evicted while in use
+	}
+}
+
+// evictLocked closes idle files past their time, and the oldest idle one
+// when the cache is full.
+func (c *fdCache) evictLocked() {
+	now := time.Now()
+	var oldest fdKey
+	var oldestAt time.Time
+	for k, e := range c.m {
+		if e.refs > 0 {
+			continue
+		}
+		if now.Sub(e.last) > fdIdle {
+			e.f.Close()
+			delete(c.m, k)
+			continue
+		}
+		if oldestAt.IsZero() || e.last.Before(oldestAt) {
+			oldest, oldestAt = k, e.last
+		}
+	}
+	if len(c.m) >= maxCachedFDs && !oldestAt.IsZero() {
+		c.m[oldest].f.Close()
+		delete(c.m, oldest)
+	}
+}
+
+// sweep closes files idle for too long (a deleted file's space comes back).
+func (c *fdCache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for k, e := range c.m {
+		if e.refs == 0 && now.Sub(e.last) > fdIdle {
+			e.f.Close()
+			delete(c.m, k)
+		}
+	}
+}
+
+// closeAll drops every idle entry (shutdown, reset).
+func (c *fdCache) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.m {
+		if e.refs == 0 {
+			e.f.Close()
+		}
+		delete(c.m, k)
+	}
+}
+
+// readFile is the billy.File for reads through the cache.
+type readFile struct {
+	name    string
+	f       *os.File
+	off     int64
+	release func()
+}
+
+func (r *readFile) Name() string                            { return r.name }
+func (r *readFile) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
+func (r *readFile) Read(p []byte) (int, error) {
+	n, err := r.f.ReadAt(p, r.off)
+	r.off += int64(n)
+	return n, err
+}
+func (r *readFile) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case 0:
+		r.off = off
+	case 1:
+		r.off += off
+	case 2:
+		fi, err := r.f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		r.off = fi.Size() + off
+	}
+	return r.off, nil
+}
+func (r *readFile) Write([]byte) (int, error) { return 0, os.ErrPermission }
+func (r *readFile) Truncate(int64) error      { return os.ErrPermission }
+func (r *readFile) Lock() error               { return nil }
+func (r *readFile) Unlock() error             { return nil }
+func (r *readFile) Close() error {
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
+	return nil
+}

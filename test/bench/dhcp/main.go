@@ -1,0 +1,622 @@
+// Command dhcp benchmarks pictl's dhcpd against kea-dhcp4 with perfdhcp, side
+// by side in the same network namespaces, and prints a table.
+//
+// Both servers get the same subnet and pool; perfdhcp (Debian kea-admin)
+// runs in a second namespace as a relay (-l), like the issue's reference
+// measurement: perfdhcp -4 -r RATE -R CLIENTS -p SECONDS -x t -l CLIENT SERVER.
+// For each server it searches the highest rate with ≤ 1 % drops using
+// short trials (interleaving the servers so a change of machine load hits
+// both), then confirms it with one long trial and reports that trial's rate
+// and DISCOVER→OFFER / REQUEST→ACK latency percentiles. Every trial starts
+// the server afresh with empty lease storage.
+//
+// pictl's dhcpd commits every lease to bbolt (fsync per group commit)
+// before its ACK leaves; kea's memfile appends its CSV without fsync.
+//
+// Needs root, iproute2, perfdhcp and kea-dhcp4. Run: test/bench/dhcp/run.sh
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/pictl/pictl/dhcpd"
+)
+
+const (
+	serverAddr = "10.70.0.1"
+	clientAddr = "10.70.0.2"
+	network    = "10.70.0.0/16"
+	poolFirst  = "10.70.1.0"
+	poolLast   = "10.70.255.254"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		os.Exit(serve(os.Args[2:]))
+	}
+	var (
+		long     = flag.Duration("duration", 30*time.Second, "length of the confirming trial")
+		short    = flag.Duration("search-duration", 5*time.Second, "length of a search trial")
+		clients  = flag.Int("clients", 50000, "simulated clients (perfdhcp -R)")
+		start    = flag.Int("start", 2000, "first rate tried (exchanges/s)")
+		maxRate  = flag.Int("max", 40000, "highest rate tried")
+		maxDrop  = flag.Float64("max-drop", 1, "drops allowed, percent")
+		only     = flag.String("only", "", "run only kea or pictl")
+		retries  = flag.Int("retries", 1, "times a failed trial is repeated before the rate counts as failed (the machine is shared: a neighbour's burst should not decide)")
+		quiet    = flag.Float64("quiet", 2.5, "before a trial, wait (up to -quiet-wait) until fewer than this many tasks are runnable on average")
+		quietMax = flag.Duration("quiet-wait", 2*time.Minute, "longest wait for a quiet machine before a trial")
+		workdir  = flag.String("workdir", "", "scratch directory (default: a new temp dir)")
+	)
+	flag.Parse()
+	q := quietness{threshold: *quiet, maxWait: *quietMax}
+	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *retries, q); err != nil {
+		fmt.Fprintln(os.Stderr, "dhcp bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir string, retries int, q quietness) error {
+	load0 := loadAvg()
+	for _, tool := range []string{"ip", "perfdhcp", "kea-dhcp4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found (Debian: iproute2, kea-admin, kea-dhcp4-server)", tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces)")
+	}
+	if workdir == "" {
+		d, err := os.MkdirTemp("", "pictl-dhcp-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		workdir = d
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	nets, err := setupNamespaces()
+	if err != nil {
+		return err
+	}
+	defer nets.teardown()
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var servers []server
+	if only == "" || only == "kea" {
+		servers = append(servers, &keaServer{ns: nets.server, dir: filepath.Join(workdir, "kea"), iface: "s0"})
+	}
+	if only == "" || only == "pictl" {
+		servers = append(servers, &pictlServer{ns: nets.server, dir: filepath.Join(workdir, "pictl"), exe: self})
+	}
+	if only == "" || only == "pictl-noreuse" {
+		servers = append(servers, &pictlServer{ns: nets.server, dir: filepath.Join(workdir, "pictl-noreuse"), exe: self, noReuse: true})
+	}
+	if len(servers) == 0 {
+		return fmt.Errorf("-only %q: want kea, pictl or pictl-noreuse", only)
+	}
+	searches := make([]*search, len(servers))
+	for i, s := range servers {
+		searches[i] = &search{srv: s, rate: start, max: maxRate, maxDrop: maxDrop}
+	}
+	trialFor := func(s server, rate int, d time.Duration) (trial, error) {
+		runnable := q.wait(ctx)
+		if err := s.start(ctx); err != nil {
+			return trial{}, err
+		}
+		cpu0 := s.cpu()
+		t, err := runPerfdhcp(ctx, nets.client, clientAddr, serverAddr, rate, clients, d)
+		cpu := s.cpu() - cpu0
+		if serr := s.stop(); err == nil {
+			err = serr
+		}
+		fmt.Fprintf(os.Stderr, "  %-11s %6d/s for %-4s → %6.0f/s, drops %5.2f %%, DO p95 %7.2f ms, RA p95 %7.2f ms, server CPU %4.1f s (runnable before: %.1f)\n",
+			s.name(), rate, d, t.rate, t.dropRatio(), percentile(t.doLat, .95), percentile(t.raLat, .95), cpu.Seconds(), runnable)
+		t.cpu = cpu
+		return t, err
+	}
+	fmt.Fprintf(os.Stderr, "searching the highest rate with ≤ %.1f %% drops (%s trials, %d clients, pool %s-%s)\n", maxDrop, short, clients, poolFirst, poolLast)
+	for {
+		pending := false
+		for _, s := range searches {
+			if s.done {
+				continue
+			}
+			pending = true
+			var t trial
+			for attempt := 0; attempt <= retries; attempt++ {
+				var err error
+				if t, err = trialFor(s.srv, s.rate, short); err != nil {
+					return err
+				}
+				if t.ok(maxDrop) {
+					break
+				}
+			}
+			s.record(t)
+		}
+		if !pending {
+			break
+		}
+	}
+	fmt.Fprintf(os.Stderr, "confirming with %s trials\n", long)
+	// Interleaved like the search: each round gives every unconfirmed
+	// server one trial; a failure is retried, then the rate drops 10 %.
+	results := make([]trial, len(searches))
+	type confirmation struct {
+		rate, step, attempt int
+		done                bool
+	}
+	conf := make([]confirmation, len(searches))
+	for i, s := range searches {
+		conf[i].rate = s.best
+	}
+	for {
+		pending := false
+		for i, s := range searches {
+			c := &conf[i]
+			if c.done {
+				continue
+			}
+			pending = true
+			t, err := trialFor(s.srv, c.rate, long)
+			if err != nil {
+				return err
+			}
+			results[i] = t
+			switch {
+			case t.ok(maxDrop):
+				c.done = true
+			case c.attempt < retries:
+				c.attempt++
+			case c.step == 3 || c.rate*9/10 < 100:
+				c.done = true
+			default:
+				c.step, c.attempt, c.rate = c.step+1, 0, c.rate*9/10
+			}
+		}
+		if !pending {
+			break
+		}
+	}
+	printTable(os.Stdout, servers, results, clients, long, maxDrop)
+	fmt.Fprintf(os.Stdout, "  machine: %d CPUs, load average %s at start, %s at end (other jobs share the machine)\n", runtime.NumCPU(), load0, loadAvg())
+	return nil
+}
+
+// search finds the highest passing rate: ×1.5 until a trial fails, then
+// bisection until the bounds are within 10 %.
+type search struct {
+	srv      server
+	rate     int
+	max      int
+	maxDrop  float64
+	best     int // highest passing rate so far
+	failedAt int // lowest failing rate so far, 0 = none
+	done     bool
+}
+
+func (s *search) record(t trial) {
+	if t.ok(s.maxDrop) {
+		s.best = max(s.best, t.target)
+	} else if s.failedAt == 0 || t.target < s.failedAt {
+		s.failedAt = t.target
+	}
+	switch {
+	case s.failedAt == 0 && s.rate >= s.max:
+		s.done = true
+	case s.failedAt == 0:
+		s.rate = min(s.max, s.rate*3/2)
+	case s.best == 0:
+		if s.failedAt <= 100 {
+			s.best, s.done = 100, true
+			return
+		}
+		s.rate = s.failedAt / 2
+	case float64(s.failedAt)/float64(s.best) <= 1.1:
+		s.done = true
+	default:
+		s.rate = (s.best + s.failedAt) / 2
+	}
+}
+
+func printTable(w io.Writer, servers []server, results []trial, clients int, d time.Duration, maxDrop float64) {
+	fmt.Fprintf(w, "\nDHCPv4 under perfdhcp (relayed, %d clients, pool %s-%s, %s trial, ≤ %.0f %% drops)\n", clients, poolFirst, poolLast, d, maxDrop)
+	type row struct {
+		label string
+		f     func(trial) float64
+		fmt   string
+	}
+	rows := []row{
+		{"sustained leases/s (4-way exchanges)", func(t trial) float64 { return t.rate }, "%.0f"},
+		{"drops (%)", func(t trial) float64 { return t.dropRatio() }, "%.2f"},
+		{"DISCOVER→OFFER p50 (ms)", func(t trial) float64 { return percentile(t.doLat, .5) }, "%.2f"},
+		{"DISCOVER→OFFER p95 (ms)", func(t trial) float64 { return percentile(t.doLat, .95) }, "%.2f"},
+		{"REQUEST→ACK p50 (ms)", func(t trial) float64 { return percentile(t.raLat, .5) }, "%.2f"},
+		{"REQUEST→ACK p95 (ms)", func(t trial) float64 { return percentile(t.raLat, .95) }, "%.2f"},
+		{"server CPU per 1000 leases (ms)", func(t trial) float64 {
+			n := t.rate * t.duration.Seconds()
+			if n == 0 {
+				return 0
+			}
+			return t.cpu.Seconds() * 1000 / n * 1000
+		}, "%.1f"},
+	}
+	kea := -1
+	for i, s := range servers {
+		if _, ok := s.(*keaServer); ok {
+			kea = i
+		}
+	}
+	fmt.Fprintf(w, "%-38s", "")
+	for _, s := range servers {
+		fmt.Fprintf(w, " %18s", s.name())
+	}
+	for i, s := range servers {
+		if kea >= 0 && i != kea {
+			fmt.Fprintf(w, " %18s", "ratio "+strings.TrimPrefix(s.name(), "pictl ")+"/kea")
+		}
+	}
+	fmt.Fprintln(w)
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-38s", r.label)
+		var vals []float64
+		for _, t := range results {
+			v := r.f(t)
+			vals = append(vals, v)
+			fmt.Fprintf(w, " %18s", fmt.Sprintf(r.fmt, v))
+		}
+		for i := range vals {
+			if kea >= 0 && i != kea {
+				if vals[kea] != 0 {
+					fmt.Fprintf(w, " %18.2f", vals[i]/vals[kea])
+				} else {
+					fmt.Fprintf(w, " %18s", "-")
+				}
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	for _, s := range servers {
+		fmt.Fprintf(w, "  %s: %s\n", s.name(), s.describe())
+	}
+	fmt.Fprintln(w, "  ratio: pictl/kea (above 1 is better for leases/s, below 1 is better for latency, drops and CPU)")
+}
+
+// namespaces are the server and client namespaces joined by a veth pair.
+type namespaces struct{ server, client string }
+
+func setupNamespaces() (*namespaces, error) {
+	tag := rand.Uint32()
+	n := &namespaces{server: fmt.Sprintf("pb-dhcp-s-%08x", tag), client: fmt.Sprintf("pb-dhcp-c-%08x", tag)}
+	cmds := [][]string{
+		{"netns", "add", n.server},
+		{"netns", "add", n.client},
+		{"-n", n.server, "link", "set", "lo", "up"},
+		{"-n", n.client, "link", "set", "lo", "up"},
+		{"-n", n.server, "link", "add", "s0", "type", "veth", "peer", "name", "c0", "netns", n.client},
+		{"-n", n.server, "addr", "add", serverAddr + "/16", "dev", "s0"},
+		{"-n", n.client, "addr", "add", clientAddr + "/16", "dev", "c0"},
+		{"-n", n.server, "link", "set", "s0", "up"},
+		{"-n", n.client, "link", "set", "c0", "up"},
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			n.teardown()
+			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(c, " "), err, out)
+		}
+	}
+	time.Sleep(time.Second) // veth carrier
+	return n, nil
+}
+
+func (n *namespaces) teardown() {
+	exec.Command("ip", "netns", "del", n.server).Run()
+	exec.Command("ip", "netns", "del", n.client).Run()
+}
+
+// server is a DHCP server under test, run as a process in the server
+// namespace (`ip netns exec` execs it, so the PID is the server's).
+type server interface {
+	name() string
+	describe() string
+	start(ctx context.Context) error
+	stop() error
+	cpu() time.Duration
+}
+
+type proc struct{ cmd *exec.Cmd }
+
+func (p *proc) stop() error {
+	if p.cmd == nil {
+		return nil
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+	p.cmd = nil
+	return nil
+}
+
+// cpu is the process's user+system time from /proc (clock ticks of 10 ms).
+func (p *proc) cpu() time.Duration {
+	if p.cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.Atoi(f[11])
+	k, _ := strconv.Atoi(f[12])
+	return time.Duration(u+k) * 10 * time.Millisecond
+}
+
+type keaServer struct {
+	proc
+	ns, dir, iface string
+}
+
+func (k *keaServer) name() string { return "kea-dhcp4" }
+func (k *keaServer) describe() string {
+	return "kea-dhcp4 " + keaVersion() + ", memfile (persist, no fsync), multi-threading 2 threads, queue 64"
+}
+
+func keaVersion() string {
+	out, err := exec.Command("kea-dhcp4", "-v").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+const keaConfig = `{"Dhcp4": {
+  "interfaces-config": {"interfaces": ["%s"], "dhcp-socket-type": "udp"},
+  "lease-database": {"type": "memfile", "persist": true, "name": "%s", "lfc-interval": 0},
+  "multi-threading": {"enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64},
+  "valid-lifetime": 3600,
+  "subnet4": [{"id": 1, "subnet": "%s", "pools": [{"pool": "%s - %s"}]}],
+  "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": "stderr"}]}]
+}}`
+
+func (k *keaServer) start(ctx context.Context) error {
+	os.RemoveAll(k.dir)
+	if err := os.MkdirAll(k.dir, 0o755); err != nil {
+		return err
+	}
+	conf := filepath.Join(k.dir, "kea.json")
+	cfg := fmt.Sprintf(keaConfig, k.iface, filepath.Join(k.dir, "leases4.csv"), network, poolFirst, poolLast)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.Command("ip", "netns", "exec", k.ns, "kea-dhcp4", "-c", conf)
+	cmd.Env = append(os.Environ(), "KEA_PIDFILE_DIR="+k.dir, "KEA_LOCKFILE_DIR=none")
+	logf, err := os.Create(filepath.Join(k.dir, "kea.log"))
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	k.cmd = cmd
+	// Kea logs DHCP4_STARTED once its sockets are open.
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(filepath.Join(k.dir, "kea.log"))
+		if strings.Contains(string(b), "DHCP4_STARTED") || strings.Contains(string(b), "DHCP4_MULTI_THREADING_INFO") {
+			time.Sleep(300 * time.Millisecond)
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(k.dir, "kea.log"))
+	return fmt.Errorf("kea-dhcp4 did not start: %s", b)
+}
+
+type pictlServer struct {
+	proc
+	ns, dir, exe string
+	noReuse      bool
+}
+
+func (p *pictlServer) name() string {
+	if p.noReuse {
+		return "pictl (no reuse)"
+	}
+	return "pictl dhcpd"
+}
+
+func (p *pictlServer) describe() string {
+	d := "bbolt runtime DB, every written lease fsync'd (group commit) before its ACK, 1 reader goroutine (recvmmsg), GOMAXPROCS " + strconv.Itoa(runtimeProcs())
+	if p.noReuse {
+		return d + ", LeaseReuse off: every grant written"
+	}
+	return d + ", default LeaseReuse 0.25: a client's repeat DORA within 15 min gets its stored lease back unwritten (Kea's cache-threshold, off by default in Kea)"
+}
+
+func (p *pictlServer) start(ctx context.Context) error {
+	os.RemoveAll(p.dir)
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return err
+	}
+	args := []string{"netns", "exec", p.ns, p.exe, "serve", "-db", filepath.Join(p.dir, "runtime.db")}
+	if p.noReuse {
+		args = append(args, "-reuse", "-1")
+	}
+	cmd := exec.Command("ip", args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p.cmd = cmd
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == "READY" {
+				ready <- true
+				io.Copy(io.Discard, out)
+				return
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			return errors.New("pictl dhcpd exited before it was ready")
+		}
+		return nil
+	case <-time.After(15 * time.Second):
+		return errors.New("pictl dhcpd not ready")
+	}
+}
+
+// serve runs pictl's dhcpd in full mode on the bench subnet.
+func serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	dbPath := fs.String("db", "runtime.db", "runtime database")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here")
+	reuse := fs.Float64("reuse", 0, "dhcpd.Config.LeaseReuse (0 = default, -1 = off)")
+	linger := fs.Duration("linger", 0, "dhcpd.Config.CommitLinger (0 = default, -1ns = off)")
+	workers := fs.Int("workers", 0, "dhcpd.Config.Workers (0 = default)")
+	fs.Parse(args)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	db, err := bbolt.Open(*dbPath, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer db.Close()
+	cfg := dhcpd.Config{
+		Mode:         dhcpd.ModeFull,
+		SkipProbe:    true,
+		LeaseReuse:   *reuse,
+		CommitLinger: *linger,
+		Workers:      *workers,
+		Subnets: []dhcpd.Subnet{{
+			Network: netip.MustParsePrefix(network),
+			Range:   dhcpd.Range{First: netip.MustParseAddr(poolFirst), Last: netip.MustParseAddr(poolLast)},
+			Router:  netip.MustParseAddr(serverAddr),
+		}},
+	}
+	s, err := dhcpd.New(cfg, noNodes{}, db, slog.New(slog.DiscardHandler), nil)
+	if err == nil {
+		err = s.Listen()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("READY")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := s.Serve(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+type noNodes struct{}
+
+func (noNodes) ByMAC(net.HardwareAddr) (dhcpd.Node, bool) { return dhcpd.Node{}, false }
+func (noNodes) ByIP(netip.Addr) (dhcpd.Node, bool)        { return dhcpd.Node{}, false }
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// quietness waits for a moment when the shared machine is not busy, so a
+// neighbour's burst does not decide a trial.
+type quietness struct {
+	threshold float64
+	maxWait   time.Duration
+}
+
+// wait returns the mean number of runnable tasks seen last.
+func (q quietness) wait(ctx context.Context) float64 {
+	deadline := time.Now().Add(q.maxWait)
+	for {
+		r := runnableMean(time.Second)
+		if r < q.threshold || time.Now().After(deadline) || ctx.Err() != nil {
+			return r
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// runnableMean samples /proc/loadavg's running-task count over d.
+func runnableMean(d time.Duration) float64 {
+	const n = 10
+	sum := 0.0
+	for range n {
+		b, _ := os.ReadFile("/proc/loadavg")
+		f := strings.Fields(string(b))
+		if len(f) >= 4 {
+			cur, _, _ := strings.Cut(f[3], "/")
+			v, _ := strconv.Atoi(cur)
+			sum += float64(v - 1) // minus this reader
+		}
+		time.Sleep(d / n)
+	}
+	return sum / n
+}
