@@ -297,7 +297,7 @@ func nodeList(c *cli.Context) error {
 			ip, lease, stage, seen := n.IP, "", "", ""
 			if r := n.Runtime; r != nil {
 				if ip == "" {
-					ip = r.LeaseIP
+					ip = r.Address
 				}
 				if !r.LeaseExpires.IsZero() {
 					lease = until(now, r.LeaseExpires)
@@ -340,6 +340,7 @@ func nodeShow(c *cli.Context) error {
 			t.row("netboot:", onOff(n.Netboot))
 			if r := n.Runtime; r != nil {
 				now := time.Now()
+				t.row("address:", r.Address)
 				t.row("lease:", r.LeaseIP, until(now, r.LeaseExpires))
 				t.row("boot stage:", r.BootStage, ago(now, r.BootStageAt))
 				t.row("last seen:", ago(now, r.LastSeen))

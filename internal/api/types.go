@@ -46,6 +46,10 @@ type Node struct {
 
 // NodeRuntime holds observed facts; nil when the controller is not running.
 type NodeRuntime struct {
+	// Address is where the node was last seen: its lease, or in proxy
+	// mode (where another server leases) the source of its TFTP and NFS
+	// requests.
+	Address      string    `json:"address,omitempty" yaml:"address,omitempty"`
 	LeaseIP      string    `json:"lease_ip,omitempty" yaml:"lease_ip,omitempty"`
 	LeaseExpires time.Time `json:"lease_expires,omitzero" yaml:"lease_expires,omitempty"`
 	BootStage    string    `json:"boot_stage,omitempty" yaml:"boot_stage,omitempty"`

@@ -140,6 +140,7 @@ func (c *Controller) serverFacts(name string, n *cluster.Node, into *api.NodeRun
 		for _, mac := range n.MACs {
 			if l, ok, _ := c.dhcp.Store().LeaseByMAC(mac); ok {
 				into.LeaseIP = l.IP.String()
+				into.Address = into.LeaseIP
 				into.LeaseExpires = l.Expires
 				into.LastSeen = later(into.LastSeen, l.Granted)
 				break
@@ -150,12 +151,19 @@ func (c *Controller) serverFacts(name string, n *cluster.Node, into *api.NodeRun
 		if ev, ok, _ := c.stages.LastStage(name); ok {
 			into.BootStage = string(ev.Stage)
 			into.BootStageAt = ev.At
+			if into.Address == "" {
+				into.Address = ev.Client
+			}
 			into.LastSeen = later(into.LastSeen, ev.At)
 		}
 	}
 	if c.nfs != nil {
 		for _, x := range c.nfs.Exports() {
 			if x.Name == name && x.Path == "/nodes/"+name {
+				// Without a lease of ours, the freshest source address wins.
+				if x.LastAddr != "" && into.LeaseIP == "" && (into.Address == "" || x.LastRequest.After(into.BootStageAt)) {
+					into.Address = x.LastAddr
+				}
 				if !x.LastRequest.IsZero() && x.Mounts > 0 {
 					into.BootStage = "nfs-root"
 					into.BootStageAt = later(into.BootStageAt, x.LastRequest)

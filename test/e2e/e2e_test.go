@@ -164,10 +164,10 @@ func TestPXEBootProxyDHCP(t *testing.T) {
 	if rt.BootStage == "" || rt.BootStageAt.Before(before) {
 		t.Errorf("node ls boot stage %q at %v (boot started %v)", rt.BootStage, rt.BootStageAt, before)
 	}
-	if rows[0].IP != ip && rt.LeaseIP != ip {
+	if rows[0].IP != ip && rt.Address != ip {
 		// In proxy mode pictl grants no lease; the controller still knows
 		// the address (the NFS mount, the TFTP client, the neighbour table).
-		t.Errorf("proxy mode: pictl node ls shows no address for p1 (guest has %s from the router): ip=%q lease_ip=%q", ip, rows[0].IP, rt.LeaseIP)
+		t.Errorf("proxy mode: pictl node ls shows no address for p1 (guest has %s from the router): ip=%q address=%q", ip, rows[0].IP, rt.Address)
 	}
 }
 
