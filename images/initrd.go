@@ -36,7 +36,7 @@ func nfsRootSupport(root, version, initrdPath string, hasInitrd bool) (verdict, 
 			scripts = "initramfs-tools scripts/nfs"
 		case strings.HasSuffix(n, "/nfsroot") || strings.Contains(n, "dracut/modules.d/95nfs"):
 			scripts = "dracut nfs module"
-		case strings.Contains(n, "/kernel/fs/nfs/nfs.ko"):
+		case isNFSModule(n):
 			module = "nfs.ko"
 		}
 	}
@@ -46,11 +46,26 @@ func nfsRootSupport(root, version, initrdPath string, hasInitrd bool) (verdict, 
 	switch {
 	case scripts != "" && module != "":
 		return "yes", "initrd has " + scripts + " and " + module
+	case scripts == "" && module != "":
+		// A hand-made /init (as in pictl's own tests) may still mount it.
+		return "unknown", "initrd has " + module + " but no initramfs-tools or dracut NFS scripts; a custom /init must mount root=/dev/nfs nfsroot=SERVER:/PATH,OPTIONS itself"
 	case scripts == "":
 		return "no", "initrd has no NFS boot scripts (initramfs-tools: set BOOT=nfs or MODULES=netboot and rebuild with update-initramfs -u)"
 	default:
 		return "no", "initrd has " + scripts + " but no nfs.ko module"
 	}
+}
+
+// isNFSModule matches the NFS client module in any initrd layout, compressed
+// or not (kernel/fs/nfs/nfs.ko.xz, or a flat lib/modules/nfs.ko).
+func isNFSModule(name string) bool {
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	for _, ext := range []string{"", ".xz", ".zst", ".gz"} {
+		if base == "nfs.ko"+ext {
+			return true
+		}
+	}
+	return false
 }
 
 func kernelConfig(root, version string) map[string]string {

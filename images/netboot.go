@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/template"
 	"time"
 )
 
@@ -34,65 +32,22 @@ type BootInfo struct {
 	ConfigTxt string `json:"config_txt,omitempty"`
 	// Cmdline is the image's own cmdline.txt (Pi), as imported.
 	Cmdline string `json:"cmdline,omitempty"`
-	// CmdlineTemplate is a text/template over CmdlineParams giving the
-	// kernel command line for a node; render it with RenderCmdline.
-	CmdlineTemplate string `json:"cmdline_template,omitempty"`
+	// KernelArgs are what this image's kernel or initrd needs besides the
+	// NFS root arguments tftpd renders for every node, e.g. boot=nfs for
+	// an initramfs-tools initrd. The controller puts them before the
+	// cluster's and the node's own arguments.
+	KernelArgs string `json:"kernel_args,omitempty"`
 	// NFSRoot says whether the kernel (Pi) or initrd (x86) can mount an
 	// NFS root: "yes", "no" or "unknown"; NFSRootWhy gives the evidence.
 	NFSRoot    string `json:"nfs_root"`
 	NFSRootWhy string `json:"nfs_root_why,omitempty"`
 }
 
-// CmdlineParams fill a BootInfo.CmdlineTemplate for one node.
-type CmdlineParams struct {
-	Server netip.Addr // the controller's address on the boot network
-	Export string     // NFS export of the node's root, e.g. /nodes/pi3
-	Port   uint16     // NFS (and MOUNT) port
-	Extra  string     // image and node extra arguments (cluster.yaml cmdline)
-}
-
-// RenderCmdline renders the kernel command line for a node.
-func (b *BootInfo) RenderCmdline(p CmdlineParams) (string, error) {
-	if b.CmdlineTemplate == "" {
-		return "", fmt.Errorf("image has no command line template (boot kind %q)", b.Kind)
-	}
-	if p.Port == 0 {
-		p.Port = 2049
-	}
-	t, err := template.New("cmdline").Option("missingkey=error").Parse(b.CmdlineTemplate)
-	if err != nil {
-		return "", fmt.Errorf("cmdline template: %w", err)
-	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, p); err != nil {
-		return "", fmt.Errorf("cmdline template: %w", err)
-	}
-	return strings.Join(strings.Fields(buf.String()), " "), nil
-}
-
-// nfsRootArgs is what every template appends; go-nfs needs the port for
-// MOUNT too and has no NLM (see LIBRARIES.md).
-const nfsRootArgs = `root=/dev/nfs nfsroot={{.Server}}:{{.Export}},vers=3,tcp,port={{.Port}},mountport={{.Port}},nolock rw ip=dhcp rootwait{{if .Extra}} {{.Extra}}{{end}}`
-
 // PrepStep records one netboot preparation step and what it changed.
 type PrepStep struct {
 	Name    string    `json:"name"`
 	Changes []string  `json:"changes,omitempty"`
 	At      time.Time `json:"at"`
-}
-
-// piDropArgs are SD-card-only kernel arguments removed from cmdline.txt.
-func piDropArg(a string) bool {
-	for _, p := range []string{"root=", "rootfstype=", "fsck.repair=", "fsck.mode=", "resize", "nfsroot=", "ip=", "rootwait",
-		"systemd.run=", "systemd.run_success_action=", "systemd.unit=kernel-command-line.target", "ro", "rw"} {
-		if a == p || (strings.HasSuffix(p, "=") && strings.HasPrefix(a, p)) {
-			return true
-		}
-	}
-	if strings.HasPrefix(a, "init=") && (strings.Contains(a, "resize") || strings.Contains(a, "firstboot")) {
-		return true
-	}
-	return false
 }
 
 // masked are SD-card-only or first-boot units: growing the root partition
@@ -481,14 +436,10 @@ func piBoot(m *Meta) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
+	// tftpd renders each node's cmdline.txt from this one at request
+	// time, dropping what an NFS root replaces.
 	b.Cmdline = strings.TrimSpace(string(orig))
-	var keep []string
-	for _, a := range strings.Fields(b.Cmdline) {
-		if !piDropArg(a) {
-			keep = append(keep, strings.ReplaceAll(a, "{{", "{{`{{`}}"))
-		}
-	}
-	b.CmdlineTemplate = strings.TrimSpace(strings.Join(keep, " ") + " " + nfsRootArgs)
+	b.KernelArgs = ""
 	b.NFSRoot = "yes"
 	b.NFSRootWhy = "Raspberry Pi OS kernels have NFS root (CONFIG_ROOT_NFS) built in; no initramfs is needed"
 	return nil
@@ -511,7 +462,7 @@ func kernelBoot(m *Meta) ([]string, error) {
 		b.Kernel, b.Initrd, b.Kernels = "", "", nil
 		b.NFSRoot = "no"
 		b.NFSRootWhy = "the image has no kernel in /boot; install one (pictl image exec NAME -- apt-get install linux-image-" + m.Arch + ") or provide kernel and initrd in the boot directory"
-		b.CmdlineTemplate = ""
+		b.KernelArgs = ""
 		return nil, nil
 	}
 	slices.SortFunc(kernels, func(a, b string) int { return compareVersions(filepath.Base(a), filepath.Base(b)) })
@@ -539,11 +490,10 @@ func kernelBoot(m *Meta) ([]string, error) {
 		b.Initrd = "initrd.img"
 	}
 	b.NFSRoot, b.NFSRootWhy = nfsRootSupport(m.RootDir, version, ipath, b.Initrd != "")
-	args := nfsRootArgs
+	b.KernelArgs = ""
 	if b.NFSRoot == "yes" && strings.Contains(b.NFSRootWhy, "initramfs-tools") {
-		args = "boot=nfs " + args
+		b.KernelArgs = "boot=nfs"
 	}
-	b.CmdlineTemplate = "console=ttyS0 console=tty0 " + args
 	return changes, nil
 }
 

@@ -145,7 +145,7 @@ func TestIPXEChain(t *testing.T) {
 	if !strings.HasPrefix(script, "#!ipxe\n") || kernel == nil || initrd == nil || !strings.HasSuffix(script, "boot\n") {
 		t.Fatalf("script:\n%s", script)
 	}
-	if want := "initrd=initrd.img nfsroot=127.0.0.1:/nodes/vm1 nfsport=20490 console=ttyS0"; kernel[2] != want {
+	if want := "initrd=initrd.img root=/dev/nfs nfsroot=127.0.0.1:/nodes/vm1,vers=3,tcp,port=20490,mountport=20490,nolock rw ip=dhcp rootwait console=ttyS0"; kernel[2] != want {
 		t.Errorf("kernel args %q, want %q", kernel[2], want)
 	}
 	if got := get(kernel[1]); !bytes.Equal(got, h.x86Files["vmlinuz"]) {

@@ -74,7 +74,7 @@ const (
 	// cmdline.txt, DTBs, kernel*.img. The kernel mounts the NFS root itself.
 	ImagePi ImageKind = "pi"
 	// ImageKernelInitrd is a kernel and initramfs booted by iPXE; the
-	// initramfs mounts the NFS root from the nfsroot=/nfsport= arguments.
+	// initramfs mounts the NFS root from the kernel-style nfsroot= argument.
 	ImageKernelInitrd ImageKind = "kernel+initrd"
 )
 

@@ -36,6 +36,19 @@ func (t nfsTarget) hostExport() string {
 	return host + ":" + t.Export
 }
 
+// kernelArgs mount the node's root the kernel's way (Documentation/
+// admin-guide/nfs/nfsroot.rst), which Raspberry Pi OS kernels and
+// initramfs-tools' boot=nfs both read. go-nfs serves MOUNT on the NFS port
+// and has no portmapper or NLM, hence port=, mountport= and nolock.
+func (t nfsTarget) kernelArgs() []string {
+	port := strconv.Itoa(int(t.Port))
+	return []string{
+		"root=/dev/nfs",
+		"nfsroot=" + t.hostExport() + ",vers=3,tcp,port=" + port + ",mountport=" + port + ",nolock",
+		"rw", "ip=dhcp", "rootwait",
+	}
+}
+
 func exportOf(n Node) string {
 	if n.NFSExport != "" {
 		return n.NFSExport
@@ -48,13 +61,7 @@ func exportOf(n Node) string {
 // an NFS root, then the image's and the node's extra arguments (later
 // arguments win in the kernel, so node extras override).
 func renderCmdline(n Node, nfs nfsTarget, imageCmdline []byte) []byte {
-	port := strconv.Itoa(int(nfs.Port))
-	args := []string{
-		"console=serial0,115200", "console=tty1",
-		"root=/dev/nfs",
-		"nfsroot=" + nfs.hostExport() + ",vers=3,tcp,port=" + port + ",mountport=" + port + ",nolock",
-		"rw", "ip=dhcp", "rootwait",
-	}
+	args := append([]string{"console=serial0,115200", "console=tty1"}, nfs.kernelArgs()...)
 	for _, a := range strings.Fields(string(imageCmdline)) {
 		if keepImageArg(a) {
 			args = append(args, a)
@@ -106,8 +113,8 @@ func renderConfigTxt(n Node, image []byte, imageHas bool) (out []byte, ok bool) 
 // renderIPXE builds the iPXE script of a kernel+initrd node. File names are
 // relative, so iPXE resolves them against the script's own URL and asks for
 // them under the same prefix (or none): the same route finds the same node.
-// The initramfs reads nfsroot= and nfsport= (see the netboot recipe) and
-// mounts with port=, mountport=, nolock itself.
+// The root arguments are those of cmdline.txt, so any initrd that follows
+// the kernel's nfsroot= convention finds the node's root.
 func renderIPXE(n Node, nfs nfsTarget) ([]byte, error) {
 	kernel, initrd := kernelFiles(n.Image)
 	for _, f := range []string{kernel, initrd} {
@@ -115,11 +122,7 @@ func renderIPXE(n Node, nfs nfsTarget) ([]byte, error) {
 			return nil, fmt.Errorf("image %s: boot file name %q not usable in an iPXE script", n.Image.Name, f)
 		}
 	}
-	args := []string{
-		"initrd=" + path.Base(initrd),
-		"nfsroot=" + nfs.hostExport(),
-		"nfsport=" + strconv.Itoa(int(nfs.Port)),
-	}
+	args := append([]string{"initrd=" + path.Base(initrd)}, nfs.kernelArgs()...)
 	args = append(args, strings.Fields(n.Image.Cmdline)...)
 	args = append(args, strings.Fields(n.Cmdline)...)
 	var b bytes.Buffer

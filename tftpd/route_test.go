@@ -106,20 +106,3 @@ func resolveWith(routes []Route, req Request) (Target, error) {
 	}
 	return Target{}, ErrNotFound
 }
-
-func TestParseARP(t *testing.T) {
-	table := []byte(`IP address       HW type     Flags       HW address            Mask     Device
-10.99.0.100      0x1         0x2         52:54:00:12:34:56     *        br0
-10.99.0.101      0x1         0x0         00:00:00:00:00:00     *        br0
-10.99.0.1000     0x1         0x2         52:54:00:12:34:57     *        br0
-`)
-	if mac, ok := parseARP(table, netip.MustParseAddr("10.99.0.100")); !ok || mac.String() != "52:54:00:12:34:56" {
-		t.Errorf("complete entry: %v %v", mac, ok)
-	}
-	if _, ok := parseARP(table, netip.MustParseAddr("10.99.0.101")); ok {
-		t.Error("incomplete entry accepted")
-	}
-	if _, ok := parseARP(table, netip.MustParseAddr("10.99.0.10")); ok {
-		t.Error("prefix of another address matched")
-	}
-}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/pin/tftp/v3"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pictl/pictl/internal/neigh"
 )
 
 // Server is the TFTP server. Create it with New, open its socket with
@@ -30,7 +32,7 @@ type Server struct {
 
 	conn  *net.UDPConn
 	netns *os.File
-	arp   *procARP
+	arp   *neigh.ARPTable
 
 	ctx context.Context // Serve's, for handlers
 }
@@ -99,7 +101,7 @@ func (s *Server) Listen() error {
 	// busy opening transfer sockets.
 	_ = conn.SetReadBuffer(1 << 20)
 	s.conn, s.netns = conn, ns
-	if arp, err := openProcARP(); err == nil {
+	if arp, err := neigh.OpenARPTable(); err == nil {
 		s.arp = arp
 	} else {
 		s.log.Warn("no neighbour table: clients without a lease or reservation are not recognised by MAC", "err", err)

@@ -154,8 +154,11 @@ func imageImport(c *cli.Context) error {
 		return fmt.Errorf("image import %s: imported, but cluster.yaml not updated: %w", name, err)
 	}
 	fmt.Fprintf(c.App.Writer, "%s: imported %s (%s, %s, %d files, %s)\n", name, source, orNone(meta.OSRelease.PrettyName), orNone(meta.Arch), meta.Files, humanBytes(meta.Size))
-	if meta.Boot.NFSRoot == "no" {
+	switch meta.Boot.NFSRoot {
+	case "no":
 		fmt.Fprintf(c.App.Writer, "warning: %s cannot mount an NFS root: %s\n", name, meta.Boot.NFSRootWhy)
+	case "unknown":
+		fmt.Fprintf(c.App.Writer, "note: %s may not mount an NFS root: %s\n", name, meta.Boot.NFSRootWhy)
 	}
 	return nil
 }

@@ -106,6 +106,7 @@ func (d *nodeDirectory) image(cl *cluster.Cluster, name string) (tftpd.Image, bo
 		img.BootDir = d.images.BootDir(name)
 	}
 	if m := d.meta(name); m != nil && m.Boot.Kind != "" {
+		img.Cmdline = strings.TrimSpace(m.Boot.KernelArgs + " " + img.Cmdline)
 		img.Kind = tftpd.ImagePi
 		if m.Boot.Kind == images.BootX86 {
 			img.Kind = tftpd.ImageKernelInitrd
@@ -284,24 +285,4 @@ func (d *nodeDirectory) Volume(name string) (nfsd.Volume, bool) {
 		path = filepath.Join(cl.Controller.StateDir, "volumes", name)
 	}
 	return nfsd.Volume{Name: name, Path: path, ReadOnly: v.ReadOnly}, true
-}
-
-// procNeighbors reads the kernel's IPv4 neighbour table (/proc/net/arp of
-// the controller's network namespace).
-func procNeighbors(addr netip.Addr) (net.HardwareAddr, bool) {
-	data, err := os.ReadFile("/proc/net/arp")
-	if err != nil {
-		return nil, false
-	}
-	want := addr.String()
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		f := strings.Fields(line)
-		// IP address, HW type, Flags, HW address, Mask, Device
-		if len(f) >= 4 && f[0] == want && f[2] != "0x0" {
-			if mac, err := net.ParseMAC(f[3]); err == nil {
-				return mac, true
-			}
-		}
-	}
-	return nil, false
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/pictl/pictl/images"
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
+	"github.com/pictl/pictl/internal/neigh"
 	"github.com/pictl/pictl/nfsd"
 	"github.com/pictl/pictl/tftpd"
 )
@@ -42,7 +43,7 @@ func (c *Controller) AddServers() error {
 	cl := c.Cluster()
 	addr := cl.Controller.Address.Addr()
 	imgs := &images.Store{Dir: filepath.Join(cl.Controller.StateDir, "images"), Log: c.log}
-	dir := &nodeDirectory{cluster: c.Cluster, images: imgs, neigh: procNeighbors}
+	dir := &nodeDirectory{cluster: c.Cluster, images: imgs, neigh: neigh.Lookup}
 	c.dir = dir
 
 	if cl.DHCP.Mode != cluster.DHCPOff {

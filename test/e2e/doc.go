@@ -19,8 +19,9 @@
 // The busybox image is a test/vm root filesystem with the harness's cached
 // Debian kernel and busybox initramfs placed as /boot/vmlinuz-REL and
 // /boot/initrd.img-REL, which is where pictl's image import looks for an
-// x86 image's boot files. The initramfs understands the nfsroot= and
-// nfsport= arguments of the boot.ipxe pictl renders.
+// x86 image's boot files. The initramfs understands the kernel-style
+// root=/dev/nfs nfsroot=SERVER:/path,options arguments of the boot.ipxe
+// pictl renders.
 //
 // The Debian image is `debootstrap --variant=minbase
 // --include=systemd-sysv,udev bookworm` (cached under .cache/e2e, built on first use from apt's mirror)

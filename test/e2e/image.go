@@ -208,24 +208,6 @@ func DebianImageSource(ctx context.Context, dir, tarPath string, a *vm.Artifacts
 			return err
 		}
 	}
-	// Debian's /usr/sbin/init is an absolute symlink (/lib/systemd/systemd).
-	// The harness's initramfs tests [ -x /newroot/sbin/init ] before
-	// switch_root, which resolves that link against the initramfs, not the
-	// new root, and gives up; a relative link means the same inside the
-	// image and passes the test.
-	init := filepath.Join(dir, "usr/sbin/init")
-	if target, err := os.Readlink(init); err == nil && filepath.IsAbs(target) {
-		rel, err := filepath.Rel("/usr/sbin", target)
-		if err != nil {
-			return err
-		}
-		if err := os.Remove(init); err != nil {
-			return err
-		}
-		if err := os.Symlink(rel, init); err != nil {
-			return err
-		}
-	}
 	wants := filepath.Join(dir, "etc/systemd/system/multi-user.target.wants")
 	if err := os.MkdirAll(wants, 0o755); err != nil {
 		return err

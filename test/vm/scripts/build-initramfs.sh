@@ -11,7 +11,9 @@
 # Needs only: busybox (static), gzip, sh, and xz/zstd for compressed modules.
 #
 # Kernel command line understood by /init (all optional):
-#   nfsroot=IP:/path      root export (else DHCP option 17, else SERVER:/)
+#   nfsroot=IP:/path[,opts] root export (else DHCP option 17, else SERVER:/);
+#                         kernel-style options after the comma are added to
+#                         the mount options, port=N also sets nfsport
 #   nfsport=N             NFS and MOUNT port (default 2049)
 #   nfsopts=a,b           appended to the mount options
 #   nfsfullopts=...       replaces the mount options entirely
@@ -150,13 +152,22 @@ fi
 [ -z "$NFSROOT" ] && NFSROOT=$rootpath
 [ -z "$NFSROOT" ] && [ -n "$serverid" ] && NFSROOT="$serverid:/"
 [ -n "$NFSROOT" ] || fail "no nfs root: give nfsroot= or a server in ip="
+# kernel-style nfsroot=SERVER:/path,opts (what pictl renders for every node)
+case "$NFSROOT" in *,*)
+  for o in $(echo "${NFSROOT#*,}" | tr , ' '); do
+    case "$o" in port=*) NFSPORT=${o#port=} ;; mountport=*|vers=*|tcp|nolock) ;; *) NFSOPTS="$NFSOPTS,$o" ;; esac
+  done
+  NFSROOT=${NFSROOT%%,*} ;;
+esac
 SRV=${NFSROOT%%:*}; EXP=${NFSROOT#*:}
 O="vers=3,proto=tcp,port=$NFSPORT,mountport=$NFSPORT,mountproto=tcp,nolock,noacl,addr=$SRV$NFSOPTS"
 [ -n "$NFSFULLOPTS" ] && O=$NFSFULLOPTS
 st nfs-mount-start "$SRV:$EXP opts=$O"
 mount -t nfs -o "$O" "$SRV:$EXP" /newroot || fail "nfs mount $SRV:$EXP"
 st nfs-mounted
-[ -x /newroot/sbin/init ] || fail "no /sbin/init on nfs root"
+# An absolute symlink (Debian: /sbin/init -> /lib/systemd/systemd) would be
+# resolved against this initramfs, so a link is accepted as it is.
+[ -x /newroot/sbin/init ] || [ -L /newroot/sbin/init ] || fail "no /sbin/init on nfs root"
 mount --move /dev /newroot/dev || fail "move /dev (does /dev exist on the nfs root?)"
 mount --move /sys /newroot/sys
 mount --move /proc /newroot/proc
