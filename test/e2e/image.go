@@ -2,19 +2,13 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/pictl/pictl/internal/testcache"
 	"github.com/pictl/pictl/test/vm"
 )
 
@@ -81,96 +75,10 @@ sync
 grep -qw HOLD /proc/cmdline || systemctl poweroff --force --force
 `
 
-// DebianCacheEnv overrides where the Debian tree is cached.
-const DebianCacheEnv = "PICTL_E2E_CACHE"
-
-// DebianPackages are added to debootstrap's minbase: systemd as PID 1 and
-// udev, without which no device unit ever appears and systemd waits 90 s
-// for dev-ttyS0.device before the serial getty (and multi-user.target).
-// The initramfs configures the network, so nothing else is needed.
-var DebianPackages = []string{"systemd-sysv", "udev"}
-
-// DebianTarName is the cached debootstrap archive; the name carries the
-// package list so a change rebuilds it.
-func DebianTarName() string {
-	return "debootstrap-bookworm-minbase+" + strings.Join(DebianPackages, "+") + ".tar"
-}
-
-// CacheDir is $PICTL_E2E_CACHE, else <repo>/.cache/e2e.
-func CacheDir() string {
-	if d := os.Getenv(DebianCacheEnv); d != "" {
-		return d
-	}
-	if root, err := ModuleRoot(); err == nil {
-		return filepath.Join(root, ".cache", "e2e")
-	}
-	return filepath.Join(os.TempDir(), "pictl-e2e-cache")
-}
-
-// EnsureDebianTar returns the cached archive (numeric owners, xattrs) of
-// `debootstrap --variant=minbase --include=systemd-sysv,udev bookworm`,
-// building it on first use from apt's mirror (a few minutes; flock-protected
-// across processes).
+// EnsureDebianTar returns the cached debootstrap archive the Debian image
+// is made from (see testcache.DebianTar).
 func EnsureDebianTar(ctx context.Context, logf func(string, ...any)) (string, error) {
-	dir := CacheDir()
-	out := filepath.Join(dir, DebianTarName())
-	if _, err := os.Stat(out); err == nil {
-		return out, nil
-	}
-	if os.Geteuid() != 0 {
-		return "", errors.New("debootstrap needs root")
-	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return "", errors.New("debootstrap not installed (Debian package debootstrap)")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	lock, err := os.OpenFile(out+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return "", err
-	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN) //nolint:errcheck // closing releases it
-	if _, err := os.Stat(out); err == nil {
-		return out, nil
-	}
-	work, err := os.MkdirTemp(dir, "debootstrap-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(work)
-	root := filepath.Join(work, "root")
-	mirror := aptMirror()
-	t0 := time.Now()
-	logf("e2e: debootstrap --variant=minbase --include=%s bookworm from %s (first run only, a few minutes)", strings.Join(DebianPackages, ","), mirror)
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(DebianPackages, ","), "bookworm", root, mirror)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		tail := string(b)
-		if len(tail) > 3000 {
-			tail = tail[len(tail)-3000:]
-		}
-		return "", fmt.Errorf("debootstrap from %s: %w\n%s", mirror, err, tail)
-	}
-	logf("e2e: debootstrap took %v", time.Since(t0).Round(time.Second))
-	_ = os.RemoveAll(filepath.Join(root, "var/cache/apt/archives"))
-	_ = os.MkdirAll(filepath.Join(root, "var/cache/apt/archives/partial"), 0o755)
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, DebianTarName()+".tmp-"+hex.EncodeToString(rnd[:]))
-	tarCmd := exec.CommandContext(ctx, "tar", "--format=posix", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", root, "-cpf", tmp, ".")
-	if b, err := tarCmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("tar: %w\n%s", err, b)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		os.Remove(tmp)
-		return "", err
-	}
-	return out, nil
+	return testcache.DebianTar(ctx, func(f string, args ...any) { logf("e2e: "+f, args...) })
 }
 
 // DebianImageSource unpacks the cached Debian tree into dir and makes it
@@ -215,37 +123,6 @@ func DebianImageSource(ctx context.Context, dir, tarPath string, a *vm.Artifacts
 	link := filepath.Join(wants, "pictl-e2e-marker.service")
 	_ = os.Remove(link)
 	return os.Symlink("../pictl-e2e-marker.service", link)
-}
-
-// aptMirror is the first Debian archive apt is configured with.
-func aptMirror() string {
-	files, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
-	files = append([]string{"/etc/apt/sources.list"}, files...)
-	more, _ := filepath.Glob("/etc/apt/sources.list.d/*.list")
-	for _, f := range append(files, more...) {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			line = strings.TrimSpace(line)
-			var uri string
-			if u, ok := strings.CutPrefix(line, "URIs:"); ok {
-				uri = strings.Fields(u + " ")[0]
-			} else if strings.HasPrefix(line, "deb ") {
-				for _, w := range strings.Fields(line)[1:] {
-					if strings.Contains(w, "://") {
-						uri = w
-						break
-					}
-				}
-			}
-			if uri != "" && strings.HasSuffix(strings.TrimRight(uri, "/"), "/debian") {
-				return uri
-			}
-		}
-	}
-	return "http://deb.debian.org/debian"
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

@@ -14,31 +14,12 @@ import (
 	"time"
 
 	"github.com/pictl/pictl/internal/api"
+	"github.com/pictl/pictl/internal/testcache"
 )
-
-// ModuleRoot walks up from the working directory to the go.mod of
-// github.com/pictl/pictl.
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/pictl/pictl\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the github.com/pictl/pictl module")
-		}
-		dir = parent
-	}
-}
 
 // BuildPictl compiles cmd/pictl into dir and returns the binary's path.
 func BuildPictl(ctx context.Context, dir string) (string, error) {
-	root, err := ModuleRoot()
+	root, err := testcache.ModuleRoot()
 	if err != nil {
 		return "", err
 	}

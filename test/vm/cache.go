@@ -8,9 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pictl/pictl/internal/testcache"
 )
 
 // CacheEnv names the environment variable that overrides the artefact cache
@@ -18,37 +19,8 @@ import (
 const CacheEnv = "PICTL_TEST_CACHE"
 
 // defaultCacheDir is $PICTL_TEST_CACHE, else .cache/vm at the root of the
-// module containing the working directory (tests run in their package
-// directory), else a directory under the system temp dir.
-func defaultCacheDir() string {
-	if d := os.Getenv(CacheEnv); d != "" {
-		return d
-	}
-	if root, err := moduleRoot(); err == nil {
-		return filepath.Join(root, ".cache", "vm")
-	}
-	return filepath.Join(os.TempDir(), "pictl-vm-cache")
-}
-
-// moduleRoot walks up from the working directory to the go.mod of
-// github.com/pictl/pictl.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/pictl/pictl\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the github.com/pictl/pictl module")
-		}
-		dir = parent
-	}
-}
+// module.
+func defaultCacheDir() string { return testcache.Dir("vm", CacheEnv) }
 
 // ensure makes sure path exists, building it at most once across concurrent
 // processes: if path is missing it takes an exclusive flock on path+".lock",
