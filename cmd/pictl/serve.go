@@ -19,7 +19,7 @@ func serveCommand() *cli.Command {
 		Description: `Runs in the foreground until SIGINT or SIGTERM. Changes to cluster.yaml (by hand
 or through pictl commands) apply within a second; SIGHUP forces a re-read. An
 invalid cluster.yaml is reported and the last good state stays in force.
-Under systemd use Type=notify (see pictl.service in the repository).`,
+Under systemd use Type=notify (see cmd/pictl/pictl.service in the repository).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"PICTL_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text"},

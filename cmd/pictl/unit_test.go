@@ -16,7 +16,7 @@ func TestServiceUnitVerifies(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
 		t.Skip("systemd-analyze not installed (make deps installs it)")
 	}
-	unit, err := os.ReadFile("../../pictl.service")
+	unit, err := os.ReadFile("pictl.service")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,5 +54,16 @@ func TestReadmeExampleValidates(t *testing.T) {
 	body = body[:strings.Index(body, "```")]
 	if _, err := cluster.Load("README.md", []byte(body)); err != nil {
 		t.Fatalf("README example: %v", err)
+	}
+}
+
+// The example file shipped beside the binary's source is valid too.
+func TestExampleClusterValidates(t *testing.T) {
+	body, err := os.ReadFile("cluster.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.Load("cluster.example.yaml", body); err != nil {
+		t.Fatalf("example: %v", err)
 	}
 }
