@@ -178,7 +178,7 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 		return err
 	}
 	say("%s", indent(out, "      "))
-	say("      (the demo's initramfs mounts the NFS root itself; the warning is about Debian's initramfs-tools)")
+	say("      (the demo's initramfs has its own /init, which mounts the NFS root pictl names on the kernel command line)")
 
 	// --- 4. pictl serve
 	if err := ctl.Serve(ctx); err != nil {
