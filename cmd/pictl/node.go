@@ -286,9 +286,15 @@ func apiClient(c *cli.Context, cl *cluster.Cluster) *api.Client {
 }
 
 func nodeList(c *cli.Context) error {
-	rows, _, err := nodeRows(c)
+	rows, cl, err := nodeRows(c)
 	if err != nil {
 		return fmt.Errorf("node ls: %w", err)
+	}
+	// A node without an image boots the default one; say which, in
+	// parentheses, so the table tells what each node runs.
+	defaultImage := ""
+	if def, _, ok := cl.DefaultImage(); ok {
+		defaultImage = "(" + def + ")"
 	}
 	now := time.Now()
 	return emit(c, rows, func(w io.Writer) error {
@@ -309,7 +315,11 @@ func nodeList(c *cli.Context) error {
 					seen = ago(now, r.LastSeen)
 				}
 			}
-			t.row(n.Name, strings.Join(n.MACs, ","), ip, n.Image, n.Role, onOff(n.Netboot), lease, stage, seen)
+			image := n.Image
+			if image == "" {
+				image = defaultImage
+			}
+			t.row(n.Name, strings.Join(n.MACs, ","), ip, image, n.Role, onOff(n.Netboot), lease, stage, seen)
 		}
 		return t.flush()
 	})
