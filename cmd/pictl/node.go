@@ -67,6 +67,21 @@ Pis, optionally its serial number (--serial, shown on the Pi's boot screen or in
 				Action:       nodeSet,
 			},
 			{
+				Name:      "reset",
+				Usage:     "discard the node's own layer (everything it wrote): it boots from its image and role again",
+				ArgsUsage: "NAME",
+				Description: `Refused while the node looks mounted (it has a connection open or sent an NFS
+request in the last two minutes): shut it down first, or use --force to pull
+the files from under it. Without a running controller the layer is discarded
+from the state directory directly.
+
+   pictl node reset pi3
+   pictl node reset pi3 --force`,
+				Flags:        []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "reset even while the node is mounted"}},
+				BashComplete: completeNodeNames,
+				Action:       nodeReset,
+			},
+			{
 				Name:         "rm",
 				Aliases:      []string{"remove"},
 				Usage:        "remove a node from cluster.yaml",

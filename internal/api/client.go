@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"syscall"
 	"time"
 )
@@ -14,6 +15,9 @@ import (
 // Client talks to a running controller over its unix socket.
 type Client struct {
 	http *http.Client
+	// slow is for requests that do real work on the controller (a reset
+	// removes a whole layer), sharing http's transport.
+	slow *http.Client
 }
 
 // NewClient returns a client for the controller listening on socketPath.
@@ -24,7 +28,10 @@ func NewClient(socketPath string) *Client {
 			return d.DialContext(ctx, "unix", socketPath)
 		},
 	}
-	return &Client{http: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+	return &Client{
+		http: &http.Client{Transport: tr, Timeout: 5 * time.Second},
+		slow: &http.Client{Transport: tr, Timeout: 5 * time.Minute},
+	}
 }
 
 // NotRunningError means no controller answers on the socket; callers fall
@@ -43,12 +50,36 @@ func IsNotRunning(err error) bool {
 	return errors.As(err, &nr) && nr.NotRunning()
 }
 
+// Error is a request the controller answered with an error status. Its
+// text is the controller's message, written for the person at the CLI.
+type Error struct {
+	Path    string
+	Code    int
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Message != "" {
+		return e.Message
+	}
+	return fmt.Sprintf("api %s: %s", e.Path, http.StatusText(e.Code))
+}
+
+// NotFound and InUse let callers test errors by behaviour, as the server
+// does with the backend's errors.
+func (e *Error) NotFound() bool { return e.Code == http.StatusNotFound }
+func (e *Error) InUse() bool    { return e.Code == http.StatusConflict }
+
 func (c *Client) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://pictl"+path, nil)
+	return c.do(ctx, c.http, http.MethodGet, path, v)
+}
+
+func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://pictl"+path, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return &NotRunningError{Err: err}
@@ -59,7 +90,7 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("api %s: %s: %s", path, resp.Status, e.Error)
+		return &Error{Path: path, Code: resp.StatusCode, Message: e.Error}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("api %s: decode: %w", path, err)
@@ -86,4 +117,15 @@ func (c *Client) Discovered(ctx context.Context) ([]Discovered, error) {
 	var d []Discovered
 	err := c.get(ctx, "/v1/discovered", &d)
 	return d, err
+}
+
+// ResetNode asks POST /v1/nodes/{name}/reset: discard the node's own layer.
+func (c *Client) ResetNode(ctx context.Context, name string, force bool) (Reset, error) {
+	path := "/v1/nodes/" + url.PathEscape(name) + "/reset"
+	if force {
+		path += "?force=1"
+	}
+	var r Reset
+	err := c.do(ctx, c.slow, http.MethodPost, path, &r)
+	return r, err
 }

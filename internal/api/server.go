@@ -18,6 +18,10 @@ type Backend interface {
 	Status(ctx context.Context) Status
 	Nodes(ctx context.Context) ([]Node, error)
 	Discovered(ctx context.Context) ([]Discovered, error)
+	// ResetNode discards a node's own layer. Errors that say NotFound()
+	// (no such node) or InUse() (the node looks mounted and force is
+	// false) become 404 and 409; their text is meant for the person.
+	ResetNode(ctx context.Context, name string, force bool) error
 }
 
 // Server serves the API on a unix socket. Anyone who can open the socket
@@ -42,7 +46,7 @@ func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
 		nodes, err := b.Nodes(r.Context())
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			writeError(w, http.StatusInternalServerError, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, nodes)
@@ -50,13 +54,26 @@ func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/discovered", func(w http.ResponseWriter, r *http.Request) {
 		list, err := b.Discovered(r.Context())
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			writeError(w, http.StatusInternalServerError, err)
 			return
 		}
 		if list == nil {
 			list = []Discovered{}
 		}
 		writeJSON(w, http.StatusOK, list)
+	})
+	s.mux.HandleFunc("POST /v1/nodes/{name}/reset", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		force, err := boolParam(r, "force")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := b.ResetNode(r.Context(), name, force); err != nil {
+			writeError(w, errorStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, Reset{Node: name, Forced: force})
 	})
 	return s
 }
@@ -118,6 +135,39 @@ func (s *Server) Serve(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("api: %w", err)
+}
+
+// boolParam reads an optional query flag: absent, "", "0", "false" are
+// false; "1", "true" (and a bare "?force") are true.
+func boolParam(r *http.Request, key string) (bool, error) {
+	q := r.URL.Query()
+	if !q.Has(key) {
+		return false, nil
+	}
+	switch q.Get(key) {
+	case "", "1", "true", "yes":
+		return true, nil
+	case "0", "false", "no":
+		return false, nil
+	}
+	return false, fmt.Errorf("query parameter %s=%q: use 1 or 0", key, q.Get(key))
+}
+
+// errorStatus maps the backend's behavioural errors to HTTP codes.
+func errorStatus(err error) int {
+	var nf interface{ NotFound() bool }
+	if errors.As(err, &nf) && nf.NotFound() {
+		return http.StatusNotFound
+	}
+	var iu interface{ InUse() bool }
+	if errors.As(err, &iu) && iu.InUse() {
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

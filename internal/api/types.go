@@ -66,3 +66,10 @@ type Discovered struct {
 	FirstSeen time.Time `json:"first_seen" yaml:"first_seen"`
 	LastSeen  time.Time `json:"last_seen" yaml:"last_seen"`
 }
+
+// Reset is the answer to POST /v1/nodes/{name}/reset: the node's own layer
+// (its writes) is gone and it boots from its image and role layer again.
+type Reset struct {
+	Node   string `json:"node" yaml:"node"`
+	Forced bool   `json:"forced" yaml:"forced"`
+}

@@ -69,6 +69,7 @@ type Controller struct {
 	dhcp   *dhcpd.Server
 	stages *tftpd.StageStore
 	nfs    *nfsd.Server
+	layers layerResetter // c.nfs, or a test's fake
 
 	mu         sync.Mutex // guards the fields below
 	generation uint64

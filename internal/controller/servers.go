@@ -85,7 +85,7 @@ func (c *Controller) AddServers() error {
 	if err != nil {
 		return fmt.Errorf("nfs server: %w", err)
 	}
-	c.nfs = nsrv
+	c.nfs, c.layers = nsrv, nsrv
 	c.Register(namedServer{name: "nfsd", listenServer: nsrv})
 	return nil
 }
