@@ -25,6 +25,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/pictl/pictl/test/internal/nfs3client"
 )
 
 func main() {
@@ -194,12 +196,12 @@ func runPhase(o options, s *server, ph, tree string) result {
 			fmt.Fprintf(os.Stderr, "cleanup %s: %v\n", s.name, err)
 		}
 	}()
-	c, err := mountExport(s.nfsAddr, s.mountAddr, s.export)
+	c, err := nfs3client.Mount(s.nfsAddr, s.mountAddr, s.export)
 	if err != nil {
 		return result{err: err}
 	}
-	defer c.close()
-	chunk := c.maxRead()
+	defer c.Close()
+	chunk := c.MaxRead()
 	if !o.warm {
 		if err := dropCaches(); err != nil {
 			return result{err: err}
@@ -209,11 +211,11 @@ func runPhase(o options, s *server, ph, tree string) result {
 	var detail string
 	switch ph {
 	case "read":
-		fh, a, err := c.lookup(c.root, bigName)
+		fh, a, err := c.Lookup(c.Root, bigName)
 		if err != nil {
 			return result{err: err}
 		}
-		n, err := c.readFile(fh, a.size, chunk, o.depth)
+		n, err := c.ReadFile(fh, a.Size, chunk, o.depth)
 		if err != nil {
 			return result{err: err}
 		}
@@ -224,13 +226,13 @@ func runPhase(o options, s *server, ph, tree string) result {
 		return result{value: float64(n) / 1e6 / secs, detail: fmt.Sprintf("%.2f s, %d KiB READs", secs, chunk>>10)}
 	case "walk":
 		w := &walker{c: c}
-		if err := w.walk(c.root, "", nil); err != nil {
+		if err := w.walk(c.Root, "", nil); err != nil {
 			return result{err: err}
 		}
 		detail = fmt.Sprintf("%d entries, %d dirs%s", w.entries, w.dirs, w.staleNote())
 	case "tar":
 		w := &walker{c: c, chunk: chunk, depth: o.depth}
-		if err := w.walk(c.root, "", w.readFile); err != nil {
+		if err := w.walk(c.Root, "", w.readFile); err != nil {
 			return result{err: err}
 		}
 		detail = fmt.Sprintf("%d files, %.0f MB%s", w.files, float64(w.bytes)/1e6, w.staleNote())
@@ -260,7 +262,7 @@ func format(ph string, r result) string {
 // handles after 1024) is re-resolved by path from the root once and
 // counted, as a client would have to.
 type walker struct {
-	c                    *client
+	c                    *nfs3client.Client
 	chunk                uint32
 	depth                int
 	entries, dirs, files int
@@ -276,13 +278,13 @@ func (w *walker) staleNote() string {
 }
 
 func (w *walker) resolve(p string) ([]byte, error) {
-	fh := w.c.root
+	fh := w.c.Root
 	for _, el := range strings.Split(strings.Trim(p, "/"), "/") {
 		if el == "" {
 			continue
 		}
 		var err error
-		if fh, _, err = w.c.lookup(fh, el); err != nil {
+		if fh, _, err = w.c.Lookup(fh, el); err != nil {
 			return nil, err
 		}
 	}
@@ -290,16 +292,16 @@ func (w *walker) resolve(p string) ([]byte, error) {
 }
 
 func isStale(err error) bool {
-	var ne nfsError
-	return errors.As(err, &ne) && ne == nfs3ErrStale
+	var ne nfs3client.Error
+	return errors.As(err, &ne) && ne == nfs3client.ErrStale
 }
 
-func (w *walker) walk(dir []byte, p string, onFile func(fh []byte, p string, a fattr) error) error {
-	list, err := w.c.readdirplus(dir)
+func (w *walker) walk(dir []byte, p string, onFile func(fh []byte, p string, a nfs3client.Fattr) error) error {
+	list, err := w.c.Readdirplus(dir)
 	if isStale(err) {
 		w.staleRetries++
 		if dir, err = w.resolve(p); err == nil {
-			list, err = w.c.readdirplus(dir)
+			list, err = w.c.Readdirplus(dir)
 		}
 	}
 	if err != nil {
@@ -308,19 +310,19 @@ func (w *walker) walk(dir []byte, p string, onFile func(fh []byte, p string, a f
 	w.dirs++
 	for _, e := range list {
 		w.entries++
-		cp := p + "/" + e.name
-		fh, a := e.fh, e.attr
-		if fh == nil || !e.has {
-			if fh, a, err = w.c.lookup(dir, e.name); err != nil {
+		cp := p + "/" + e.Name
+		fh, a := e.FH, e.Attr
+		if fh == nil || !e.HasAttr {
+			if fh, a, err = w.c.Lookup(dir, e.Name); err != nil {
 				return fmt.Errorf("lookup %s: %w", cp, err)
 			}
 		}
-		switch a.typ {
-		case ftypeDir:
+		switch a.Type {
+		case nfs3client.FtypeDir:
 			if err := w.walk(fh, cp, onFile); err != nil {
 				return err
 			}
-		case ftypeReg:
+		case nfs3client.FtypeReg:
 			if onFile != nil {
 				if err := onFile(fh, cp, a); err != nil {
 					return err
@@ -331,19 +333,19 @@ func (w *walker) walk(dir []byte, p string, onFile func(fh []byte, p string, a f
 	return nil
 }
 
-func (w *walker) readFile(fh []byte, p string, a fattr) error {
-	n, err := w.c.readFile(fh, a.size, w.chunk, w.depth)
+func (w *walker) readFile(fh []byte, p string, a nfs3client.Fattr) error {
+	n, err := w.c.ReadFile(fh, a.Size, w.chunk, w.depth)
 	if isStale(err) {
 		w.staleRetries++
 		if fh, err = w.resolve(p); err == nil {
-			n, err = w.c.readFile(fh, a.size, w.chunk, w.depth)
+			n, err = w.c.ReadFile(fh, a.Size, w.chunk, w.depth)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", p, err)
 	}
-	if n != a.size {
-		return fmt.Errorf("read %s: %d bytes, want %d", p, n, a.size)
+	if n != a.Size {
+		return fmt.Errorf("read %s: %d bytes, want %d", p, n, a.Size)
 	}
 	w.files++
 	w.bytes += n
@@ -351,8 +353,8 @@ func (w *walker) readFile(fh []byte, p string, a fattr) error {
 }
 
 // untar creates n 4 KiB files in directories of 100 under a new directory.
-func untar(c *client, n int) (int, error) {
-	top, err := c.mkdir(c.root, fmt.Sprintf("untar-%d", time.Now().UnixNano()), 0o755)
+func untar(c *nfs3client.Client, n int) (int, error) {
+	top, err := c.Mkdir(c.Root, fmt.Sprintf("untar-%d", time.Now().UnixNano()), 0o755)
 	if err != nil {
 		return 0, fmt.Errorf("mkdir: %w", err)
 	}
@@ -363,20 +365,20 @@ func untar(c *client, n int) (int, error) {
 	var dir []byte
 	for i := 0; i < n; i++ {
 		if i%perDir == 0 {
-			if dir, err = c.mkdir(top, fmt.Sprintf("d%03d", i/perDir), 0o755); err != nil {
+			if dir, err = c.Mkdir(top, fmt.Sprintf("d%03d", i/perDir), 0o755); err != nil {
 				return i, fmt.Errorf("mkdir: %w", err)
 			}
 		}
-		fh, err := c.create(dir, fmt.Sprintf("f%03d", i%perDir), 0o644)
+		fh, err := c.Create(dir, fmt.Sprintf("f%03d", i%perDir), 0o644)
 		if err != nil {
 			return i, fmt.Errorf("create: %w", err)
 		}
-		stable, err := c.write(fh, 0, data)
+		stable, err := c.Write(fh, 0, data)
 		if err != nil {
 			return i, fmt.Errorf("write: %w", err)
 		}
 		if !stable {
-			if err := c.commit(fh); err != nil {
+			if err := c.Commit(fh); err != nil {
 				return i, fmt.Errorf("commit: %w", err)
 			}
 		}

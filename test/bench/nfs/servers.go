@@ -19,6 +19,8 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/pictl/pictl/nfsd"
+
+	"github.com/pictl/pictl/test/internal/nfs3client"
 )
 
 // server is one NFS server under test, started fresh for every phase so
@@ -65,9 +67,9 @@ func (s *server) start() error {
 	// Ready means answering MOUNT, not only listening (ganesha listens
 	// before its exports are loaded).
 	for {
-		c, err := mountExport(s.nfsAddr, s.mountAddr, s.export)
+		c, err := nfs3client.Mount(s.nfsAddr, s.mountAddr, s.export)
 		if err == nil {
-			c.close()
+			c.Close()
 			return nil
 		}
 		if time.Now().After(deadline) {

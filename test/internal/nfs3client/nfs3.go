@@ -1,49 +1,54 @@
-package main
+package nfs3client
 
 import (
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// NFSv3 procedures the benchmark uses, on rpcConn.
+// NFSv3 procedures the benchmarks use, on rpcConn.
 
-type nfsError uint32
+// Error is an NFS3 status other than NFS3_OK.
+type Error uint32
 
-func (e nfsError) Error() string { return fmt.Sprintf("NFS3 status %d", uint32(e)) }
+func (e Error) Error() string { return fmt.Sprintf("NFS3 status %d", uint32(e)) }
 
+// NFS3 values the callers test for.
 const (
-	nfs3ErrStale = 70
-	ftypeReg     = 1
-	ftypeDir     = 2
+	ErrStale Error = 70 // NFS3ERR_STALE
+	FtypeReg       = 1  // NF3REG
+	FtypeDir       = 2  // NF3DIR
 )
 
-type fattr struct {
-	typ  uint32
-	mode uint32
-	size uint64
-	id   uint64
+// Fattr is the part of fattr3 the benchmarks use.
+type Fattr struct {
+	Type uint32
+	Mode uint32
+	Size uint64
+	ID   uint64
 }
 
-func (d *xdrDec) fattr() fattr {
-	var a fattr
-	a.typ = d.u32()
-	a.mode = d.u32()
+func (d *xdrDec) fattr() Fattr {
+	var a Fattr
+	a.Type = d.u32()
+	a.Mode = d.u32()
 	d.u32() // nlink
 	d.u32() // uid
 	d.u32() // gid
-	a.size = d.u64()
+	a.Size = d.u64()
 	d.u64() // used
 	d.u64() // rdev
 	d.u64() // fsid
-	a.id = d.u64()
+	a.ID = d.u64()
 	d.take(24) // atime mtime ctime
 	return a
 }
 
-func (d *xdrDec) postOpAttr() (fattr, bool) {
+func (d *xdrDec) postOpAttr() (Fattr, bool) {
 	if d.u32() == 0 {
-		return fattr{}, false
+		return Fattr{}, false
 	}
 	return d.fattr(), true
 }
@@ -61,20 +66,35 @@ func (d *xdrDec) status() error {
 		return d.err
 	}
 	if st != 0 {
-		return nfsError(st)
+		return Error(st)
 	}
 	return nil
 }
 
-// client is one mounted export: a MOUNT connection is used once, NFS
+// Client is one mounted export: a MOUNT connection is used once, NFS
 // calls go over one connection.
-type client struct {
+type Client struct {
 	r    *rpcConn
-	root []byte
+	Root []byte // the export's root file handle
 }
 
-func mountExport(nfsAddr, mountAddr, path string) (*client, error) {
-	m, err := dialRPC(mountAddr)
+// DialFunc opens a TCP connection (net.Dial's shape). A caller passes its
+// own to dial from another network namespace or source address.
+type DialFunc func(network, addr string) (net.Conn, error)
+
+func defaultDial(network, addr string) (net.Conn, error) {
+	return net.DialTimeout(network, addr, 5*time.Second)
+}
+
+// Mount asks the MOUNT service at mountAddr for path and connects to the
+// NFS service at nfsAddr.
+func Mount(nfsAddr, mountAddr, path string) (*Client, error) {
+	return MountDial(defaultDial, nfsAddr, mountAddr, path)
+}
+
+// MountDial is Mount with the caller's dialer.
+func MountDial(dial DialFunc, nfsAddr, mountAddr, path string) (*Client, error) {
+	m, err := dialRPC(dial, mountAddr)
 	if err != nil {
 		return nil, fmt.Errorf("dial mount %s: %w", mountAddr, err)
 	}
@@ -89,42 +109,49 @@ func mountExport(nfsAddr, mountAddr, path string) (*client, error) {
 		return nil, fmt.Errorf("mount %s: status %d", path, st)
 	}
 	root := append([]byte(nil), d.opaque()...)
-	r, err := dialRPC(nfsAddr)
+	r, err := dialRPC(dial, nfsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("dial nfs %s: %w", nfsAddr, err)
 	}
-	return &client{r: r, root: root}, nil
+	return &Client{r: r, Root: root}, nil
 }
 
-func (c *client) close() { c.r.Close() }
+// Close closes the NFS connection.
+func (c *Client) Close() { c.r.Close() }
 
-func (c *client) lookup(dir []byte, name string) ([]byte, fattr, error) {
+// SetDeadline bounds every call in flight and to come: past t they fail
+// (the client does not retransmit; a benchmark must see a stall).
+func (c *Client) SetDeadline(t time.Time) error { return c.r.c.SetDeadline(t) }
+
+// Lookup is LOOKUP of name in dir: the handle and, if sent, attributes.
+func (c *Client) Lookup(dir []byte, name string) ([]byte, Fattr, error) {
 	var e xdrEnc
 	e.opaque(dir)
 	e.str(name)
 	d, err := c.r.call(progNFS, 3, 3, e.b)
 	if err != nil {
-		return nil, fattr{}, err
+		return nil, Fattr{}, err
 	}
 	if err := d.status(); err != nil {
-		return nil, fattr{}, err
+		return nil, Fattr{}, err
 	}
 	fh := append([]byte(nil), d.opaque()...)
 	a, _ := d.postOpAttr()
 	return fh, a, d.err
 }
 
-type dirEntry struct {
-	name string
-	fh   []byte
-	attr fattr
-	has  bool
+// DirEntry is one READDIRPLUS entry; FH is nil when the server sent none.
+type DirEntry struct {
+	Name    string
+	FH      []byte
+	Attr    Fattr
+	HasAttr bool // Attr came with the entry
 }
 
-// readdirplus lists a whole directory with the sizes a Linux client asks
+// Readdirplus lists a whole directory with the sizes a Linux client asks
 // for (dircount 64 KiB, maxcount 256 KiB).
-func (c *client) readdirplus(dir []byte) ([]dirEntry, error) {
-	var out []dirEntry
+func (c *Client) Readdirplus(dir []byte) ([]DirEntry, error) {
+	var out []DirEntry
 	var cookie, verf uint64
 	for {
 		var e xdrEnc
@@ -156,7 +183,7 @@ func (c *client) readdirplus(dir []byte) ([]dirEntry, error) {
 			if name == "." || name == ".." {
 				continue
 			}
-			out = append(out, dirEntry{name: name, fh: fh, attr: a, has: has})
+			out = append(out, DirEntry{Name: name, FH: fh, Attr: a, HasAttr: has})
 		}
 		eof := d.u32() != 0
 		if d.err != nil {
@@ -171,7 +198,8 @@ func (c *client) readdirplus(dir []byte) ([]dirEntry, error) {
 	}
 }
 
-func (c *client) read(fh []byte, off uint64, count uint32) (int, bool, error) {
+// Read is one READ: how many bytes came and whether it reached the end.
+func (c *Client) Read(fh []byte, off uint64, count uint32) (int, bool, error) {
 	var e xdrEnc
 	e.opaque(fh)
 	e.u64(off)
@@ -190,10 +218,10 @@ func (c *client) read(fh []byte, off uint64, count uint32) (int, bool, error) {
 	return len(data), eof, d.err
 }
 
-// readFile reads size bytes with up to depth READs in flight.
-func (c *client) readFile(fh []byte, size uint64, chunk uint32, depth int) (uint64, error) {
+// ReadFile reads size bytes with up to depth READs in flight.
+func (c *Client) ReadFile(fh []byte, size uint64, chunk uint32, depth int) (uint64, error) {
 	if size == 0 {
-		_, _, err := c.read(fh, 0, chunk)
+		_, _, err := c.Read(fh, 0, chunk)
 		return 0, err
 	}
 	var next atomic.Uint64
@@ -210,7 +238,7 @@ func (c *client) readFile(fh []byte, size uint64, chunk uint32, depth int) (uint
 				if off >= size {
 					return
 				}
-				n, _, err := c.read(fh, off, chunk)
+				n, _, err := c.Read(fh, off, chunk)
 				if err != nil {
 					mu.Lock()
 					if first == nil {
@@ -230,7 +258,8 @@ func (c *client) readFile(fh []byte, size uint64, chunk uint32, depth int) (uint
 	return total.Load(), first
 }
 
-func (c *client) create(dir []byte, name string, mode uint32) ([]byte, error) {
+// Create is a GUARDED CREATE of name in dir with mode.
+func (c *Client) Create(dir []byte, name string, mode uint32) ([]byte, error) {
 	var e xdrEnc
 	e.opaque(dir)
 	e.str(name)
@@ -245,7 +274,8 @@ func (c *client) create(dir []byte, name string, mode uint32) ([]byte, error) {
 	return c.newObj(8, e.b, dir, name)
 }
 
-func (c *client) mkdir(dir []byte, name string, mode uint32) ([]byte, error) {
+// Mkdir is MKDIR of name in dir with mode.
+func (c *Client) Mkdir(dir []byte, name string, mode uint32) ([]byte, error) {
 	var e xdrEnc
 	e.opaque(dir)
 	e.str(name)
@@ -259,7 +289,7 @@ func (c *client) mkdir(dir []byte, name string, mode uint32) ([]byte, error) {
 	return c.newObj(9, e.b, dir, name)
 }
 
-func (c *client) newObj(proc uint32, args, dir []byte, name string) ([]byte, error) {
+func (c *Client) newObj(proc uint32, args, dir []byte, name string) ([]byte, error) {
 	d, err := c.r.call(progNFS, 3, proc, args)
 	if err != nil {
 		return nil, err
@@ -270,14 +300,14 @@ func (c *client) newObj(proc uint32, args, dir []byte, name string) ([]byte, err
 	if d.u32() != 0 {
 		return append([]byte(nil), d.opaque()...), d.err
 	}
-	fh, _, err := c.lookup(dir, name)
+	fh, _, err := c.Lookup(dir, name)
 	return fh, err
 }
 
-// write sends data UNSTABLE, as the Linux client does, and reports
+// Write sends data UNSTABLE, as the Linux client does, and reports
 // whether the server committed it to stable storage anyway (FILE_SYNC):
 // then, like Linux, the client sends no COMMIT.
-func (c *client) write(fh []byte, off uint64, data []byte) (stable bool, err error) {
+func (c *Client) Write(fh []byte, off uint64, data []byte) (stable bool, err error) {
 	var e xdrEnc
 	e.opaque(fh)
 	e.u64(off)
@@ -297,7 +327,8 @@ func (c *client) write(fh []byte, off uint64, data []byte) (stable bool, err err
 	return committed == 2, d.err
 }
 
-func (c *client) commit(fh []byte) error {
+// Commit is COMMIT of the whole file.
+func (c *Client) Commit(fh []byte) error {
 	var e xdrEnc
 	e.opaque(fh)
 	e.u64(0)
@@ -309,10 +340,10 @@ func (c *client) commit(fh []byte) error {
 	return d.status()
 }
 
-// maxRead asks FSINFO for the server's preferred read size, capped at 1 MiB.
-func (c *client) maxRead() uint32 {
+// MaxRead asks FSINFO for the server's preferred read size, capped at 1 MiB.
+func (c *Client) MaxRead() uint32 {
 	var e xdrEnc
-	e.opaque(c.root)
+	e.opaque(c.Root)
 	d, err := c.r.call(progNFS, 3, 19, e.b)
 	if err != nil || d.status() != nil {
 		return 1 << 20
