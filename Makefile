@@ -12,7 +12,7 @@ TEST_TIMEOUT ?= 18m
 # dhclient, curl/tftp-hpa, tftpd-hpa, kea, QEMU + iPXE, the kernel NFS client
 # inside QEMU guests, systemd-analyze, nginx...).
 DEBS := ca-certificates curl iproute2 procps kmod cpio xz-utils zstd \
-        qemu-system-x86 ipxe-qemu busybox-static \
+        qemu-system-x86 qemu-user-static ipxe-qemu busybox-static \
         udhcpc isc-dhcp-client kea-admin kea-dhcp4-server dnsmasq-base \
         tftp-hpa tftpd-hpa \
         libnfs-utils \

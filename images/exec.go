@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,8 +29,9 @@ type ExecOptions struct {
 	NoRefresh bool
 }
 
-// ErrForeignArch: the image's architecture cannot run here without
-// qemu-user-static's binfmt handlers.
+// ErrForeignArch: the image's architecture cannot run here: no
+// binfmt_misc handler for it is registered and none can be registered
+// from Debian's qemu-user-static.
 var ErrForeignArch = errors.New("image architecture needs an emulator")
 
 // hostArch maps GOARCH to Debian's architecture names.
@@ -42,38 +45,269 @@ func hostArch() string {
 	return runtime.GOARCH
 }
 
-var qemuNames = map[string]string{
-	"arm64": "aarch64", "armhf": "arm", "armel": "arm", "amd64": "x86_64",
-	"i386": "i386", "riscv64": "riscv64", "ppc64el": "ppc64le", "s390x": "s390x",
+// runsNatively reports whether the host CPU runs binaries of a Debian
+// architecture without an emulator.
+func runsNatively(arch string) bool {
+	host := hostArch()
+	return arch == "" || arch == host ||
+		(host == "amd64" && arch == "i386") ||
+		(host == "arm64" && (arch == "armhf" || arch == "armel"))
 }
 
-// checkArch makes sure the kernel can run the image's binaries: natively,
-// or through a binfmt_misc handler registered with the F (fix binary)
-// flag, which keeps the interpreter usable inside the chroot. Debian's
-// qemu-user-static registers its handlers that way.
-func checkArch(arch string) error {
-	host := hostArch()
-	if arch == "" || arch == host || (host == "amd64" && arch == "i386") || (host == "arm64" && (arch == "armhf" || arch == "armel")) {
+// qemuName is the qemu-user name (and binfmt handler suffix) for a Debian
+// architecture, "" when qemu-user-static has none.
+func qemuName(arch string) string {
+	switch arch {
+	case "arm64":
+		return "aarch64"
+	case "armhf", "armel":
+		return "arm"
+	case "amd64":
+		return "x86_64"
+	case "i386", "riscv64", "s390x":
+		return arch
+	case "ppc64el":
+		return "ppc64le"
+	}
+	return ""
+}
+
+// binfmtMisc is the kernel's binfmt_misc filesystem, the part of it
+// image exec touches; tests fake it.
+type binfmtMisc interface {
+	// Mount mounts binfmt_misc if it is not mounted yet.
+	Mount() error
+	// Entry returns the handler's status file ("enabled\ninterpreter
+	// ...\nflags: OCF\n..."), an fs.ErrNotExist error when no handler of
+	// that name is registered.
+	Entry(name string) (string, error)
+	// Register writes a ":name:type:offset:magic:mask:interpreter:flags"
+	// line to the register file.
+	Register(line string) error
+	// Enable enables a registered, disabled handler.
+	Enable(name string) error
+}
+
+// kernelBinfmt is binfmtMisc on the real /proc/sys/fs/binfmt_misc.
+type kernelBinfmt struct{ dir string }
+
+func (k kernelBinfmt) Mount() error {
+	if _, err := os.Stat(filepath.Join(k.dir, "register")); err == nil {
 		return nil
 	}
-	q := qemuNames[arch]
+	err := unix.Mount("binfmt_misc", k.dir, "binfmt_misc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	// Lost a race with another mount: fine if it is there now.
+	if _, serr := os.Stat(filepath.Join(k.dir, "register")); serr == nil {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("no register file after mounting")
+	} else if errors.Is(err, unix.ENOENT) {
+		err = fmt.Errorf("%w (is the binfmt_misc module loaded?)", err)
+	}
+	return fmt.Errorf("mount binfmt_misc on %s: %w", k.dir, err)
+}
+
+func (k kernelBinfmt) Entry(name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(k.dir, name))
+	return string(b), err
+}
+
+func (k kernelBinfmt) Register(line string) error {
+	return os.WriteFile(filepath.Join(k.dir, "register"), []byte(line), 0)
+}
+
+func (k kernelBinfmt) Enable(name string) error {
+	return os.WriteFile(filepath.Join(k.dir, name), []byte("1"), 0)
+}
+
+// emulation makes foreign-arch images runnable through qemu-user-static's
+// binfmt handlers, registering them from the package's configuration when
+// nothing did at boot (no systemd-binfmt, binfmt_misc not even mounted, as
+// in containers and minimal VMs).
+type emulation struct {
+	misc binfmtMisc
+	// confDirs hold systemd binfmt.d files, in precedence order: the first
+	// qemu-<name>.conf found is used.
+	confDirs []string
+	// binfmtsDir holds update-binfmts (binfmt-support) format files, read
+	// when no binfmt.d file exists.
+	binfmtsDir string
+	log        *slog.Logger
+}
+
+func hostEmulation(log *slog.Logger) *emulation {
+	return &emulation{
+		misc:       kernelBinfmt{dir: "/proc/sys/fs/binfmt_misc"},
+		confDirs:   []string{"/etc/binfmt.d", "/run/binfmt.d", "/usr/local/lib/binfmt.d", "/usr/lib/binfmt.d", "/lib/binfmt.d"},
+		binfmtsDir: "/usr/share/binfmts",
+		log:        log,
+	}
+}
+
+// ensure makes sure the kernel can run the image's binaries inside the
+// chroot: natively, or through an enabled binfmt_misc handler with the F
+// (fix binary) flag. F makes the kernel open the interpreter when the
+// handler is registered, so it works inside any chroot and nothing has to
+// be copied into the image.
+func (e *emulation) ensure(arch string) error {
+	if runsNatively(arch) {
+		return nil
+	}
+	q := qemuName(arch)
 	if q == "" {
-		return fmt.Errorf("%w: no known emulator for %s", ErrForeignArch, arch)
+		return fmt.Errorf("%w: no qemu-user emulator for %s images", ErrForeignArch, arch)
 	}
-	b, err := os.ReadFile("/proc/sys/fs/binfmt_misc/qemu-" + q)
+	name := "qemu-" + q
+	if err := e.misc.Mount(); err != nil {
+		return fmt.Errorf("%w: %s image on a %s host: %w", ErrForeignArch, arch, hostArch(), err)
+	}
+	entry, err := e.misc.Entry(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := e.register(arch, name); err != nil {
+			return err
+		}
+		entry, err = e.misc.Entry(name)
+	}
 	if err != nil {
-		return fmt.Errorf("%w: image is %s, host is %s; install Debian's qemu-user-static and binfmt-support (no binfmt handler qemu-%s)", ErrForeignArch, arch, host, q)
+		return fmt.Errorf("%w: read binfmt handler %s: %w", ErrForeignArch, name, err)
 	}
-	s := string(b)
-	if !strings.HasPrefix(s, "enabled") {
-		return fmt.Errorf("%w: binfmt handler qemu-%s is disabled", ErrForeignArch, q)
+	h := parseBinfmtEntry(entry)
+	if !strings.ContainsRune(h.flags, 'F') {
+		return fmt.Errorf("%w: binfmt handler %s (%s) lacks the F flag, so its interpreter is not found inside the image's chroot; "+
+			"remove it (echo -1 > /proc/sys/fs/binfmt_misc/%s) and pictl registers qemu-user-static's with F",
+			ErrForeignArch, name, h.interpreter, name)
 	}
+	if !h.enabled {
+		if err := e.misc.Enable(name); err != nil {
+			return fmt.Errorf("%w: enable binfmt handler %s: %w", ErrForeignArch, name, err)
+		}
+		e.log.Info("image exec: enabled binfmt handler", "handler", name)
+	}
+	return nil
+}
+
+// register registers qemu-user-static's handler, always with the F flag.
+func (e *emulation) register(arch, name string) error {
+	line, src, err := e.handlerLine(name)
+	if err != nil {
+		return fmt.Errorf("%w: %s image on a %s host needs Debian's qemu-user-static (apt-get install qemu-user-static): %w",
+			ErrForeignArch, arch, hostArch(), err)
+	}
+	h, err := parseRegisterLine(line)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrForeignArch, src, err)
+	}
+	if _, err := os.Stat(h.interpreter); err != nil {
+		return fmt.Errorf("%w: interpreter of %s is missing, reinstall Debian's qemu-user-static: %w", ErrForeignArch, src, err)
+	}
+	if !strings.ContainsRune(h.flags, 'F') {
+		if !h.hasFlags {
+			line += line[:1]
+		}
+		line += "F"
+	}
+	if err := e.misc.Register(line); err != nil && !errors.Is(err, fs.ErrExist) {
+		// EEXIST: a concurrent exec registered it first.
+		return fmt.Errorf("%w: register binfmt handler %s from %s: %w", ErrForeignArch, name, src, err)
+	}
+	e.log.Info("image exec: registered binfmt handler", "handler", name, "from", src, "interpreter", h.interpreter)
+	return nil
+}
+
+// handlerLine finds the register line for handler name in the binfmt.d
+// directories, or builds it from an update-binfmts format file.
+func (e *emulation) handlerLine(name string) (line, src string, err error) {
+	for _, d := range e.confDirs {
+		p := filepath.Join(d, name+".conf")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" || l[0] == '#' || l[0] == ';' {
+				continue
+			}
+			if h, err := parseRegisterLine(l); err == nil && h.name == name {
+				return l, p, nil
+			}
+		}
+		return "", "", fmt.Errorf("%s has no %s line", p, name)
+	}
+	p := filepath.Join(e.binfmtsDir, name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", "", fmt.Errorf("no %s.conf in %s and no %s", name, strings.Join(e.confDirs, ", "), p)
+	}
+	line, err = binfmtsToLine(name, string(b))
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", p, err)
+	}
+	return line, p, nil
+}
+
+// binfmtHandler is what image exec needs to know of a handler.
+type binfmtHandler struct {
+	name, interpreter, flags string
+	enabled                  bool
+	// hasFlags: the register line has a flags field.
+	hasFlags bool
+}
+
+// parseRegisterLine splits ":name:type:offset:magic:mask:interpreter:flags";
+// the first character is the delimiter.
+func parseRegisterLine(l string) (binfmtHandler, error) {
+	if len(l) < 2 {
+		return binfmtHandler{}, errors.New("empty binfmt register line")
+	}
+	f := strings.Split(l[1:], l[:1])
+	if len(f) < 6 || f[0] == "" || f[5] == "" {
+		return binfmtHandler{}, fmt.Errorf("malformed binfmt register line %q", l)
+	}
+	h := binfmtHandler{name: f[0], interpreter: f[5]}
+	if len(f) > 6 {
+		h.flags, h.hasFlags = f[6], true
+	}
+	return h, nil
+}
+
+// parseBinfmtEntry reads a handler's status file under binfmt_misc.
+func parseBinfmtEntry(s string) binfmtHandler {
+	var h binfmtHandler
 	for _, line := range strings.Split(s, "\n") {
-		if f, ok := strings.CutPrefix(line, "flags: "); ok && strings.Contains(f, "F") {
-			return nil
+		switch {
+		case line == "enabled":
+			h.enabled = true
+		case strings.HasPrefix(line, "interpreter "):
+			h.interpreter = strings.TrimPrefix(line, "interpreter ")
+		case strings.HasPrefix(line, "flags: "):
+			h.flags = strings.TrimPrefix(line, "flags: ")
 		}
 	}
-	return fmt.Errorf("%w: binfmt handler qemu-%s lacks the F flag, so it cannot work inside a chroot", ErrForeignArch, q)
+	return h
+}
+
+// binfmtsToLine turns an update-binfmts format file (binfmt-support's
+// /usr/share/binfmts/NAME, "key value" lines) into a register line.
+func binfmtsToLine(name, s string) (string, error) {
+	kv := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
+			kv[k] = strings.TrimSpace(v)
+		}
+	}
+	if kv["interpreter"] == "" || kv["magic"] == "" {
+		return "", errors.New("no interpreter or magic")
+	}
+	flags := "F"
+	if kv["credentials"] == "yes" {
+		flags += "C"
+	}
+	if kv["preserve"] == "yes" {
+		flags += "P"
+	}
+	return fmt.Sprintf(":%s:M:%s:%s:%s:%s:%s", name, kv["offset"], kv["magic"], kv["mask"], kv["interpreter"], flags), nil
 }
 
 // policyRC stops package scripts from starting daemons inside the image
@@ -99,8 +333,8 @@ func (s *Store) Exec(ctx context.Context, name string, argv []string, opt ExecOp
 	if err != nil {
 		return err
 	}
-	if err := checkArch(m.Arch); err != nil {
-		return err
+	if err := hostEmulation(s.log()).ensure(m.Arch); err != nil {
+		return fmt.Errorf("image exec %s: %w", name, err)
 	}
 	root := m.RootDir
 	path, err := lookPathInRoot(root, argv[0])
