@@ -245,6 +245,14 @@ func TestMain(m *testing.M) {
 // namespace with the boot network's bridge, as on a controller host.
 func (e *cliEnv) startServe() *testnet.SafeBuffer {
 	e.t.Helper()
+	_, log := e.startServeNS()
+	return log
+}
+
+// startServeNS is startServe that also returns the namespace, to reach
+// the controller's TCP ports from inside it.
+func (e *cliEnv) startServeNS() (*testnet.NS, *testnet.SafeBuffer) {
+	e.t.Helper()
 	ns := testnet.New(e.t, "serve")
 	ns.Bridge("br0", "10.99.0.1/24")
 	self, err := os.Executable()
@@ -264,7 +272,7 @@ func (e *cliEnv) startServe() *testnet.SafeBuffer {
 			e.t.Errorf("serve exited with %v after SIGTERM; log:\n%s", err, log)
 		}
 	})
-	return log
+	return ns, log
 }
 
 // serve follows cluster.yaml: edits (by the CLI or by hand) show up through

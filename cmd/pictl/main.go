@@ -67,6 +67,7 @@ Getting started:
 			roleCommand(),
 			imageCommand(),
 			serveCommand(),
+			apiCommand(),
 			versionCommand(),
 			completionCommand(),
 		},

@@ -19,6 +19,9 @@ func serveCommand() *cli.Command {
 		Description: `Runs in the foreground until SIGINT or SIGTERM. Changes to cluster.yaml (by hand
 or through pictl commands) apply within a second; SIGHUP forces a re-read. An
 invalid cluster.yaml is reported and the last good state stays in force.
+The API answers on controller.api_socket; with ports.api set also on that TCP
+port (every address), where each request needs the token (pictl api token) and
+a browser finds the status page at http://ADDRESS:PORT/ — the log says where.
 Under systemd use Type=notify (see cmd/pictl/pictl.service in the repository).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"PICTL_LOG_LEVEL"}},

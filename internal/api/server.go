@@ -24,22 +24,29 @@ type Backend interface {
 	ResetNode(ctx context.Context, name string, force bool) error
 }
 
-// Server serves the API on a unix socket. Anyone who can open the socket
-// (mode 0660: root and the socket's group) can use it, which is why it is
-// not offered on a TCP port without authentication.
+// Server serves the API on a unix socket and, after ListenTCP, on a TCP
+// port. Anyone who can open the socket (mode 0660: root and the socket's
+// group) can use it, so the socket asks for no token; every TCP request
+// must carry the token (see tokenAuth).
 type Server struct {
 	SocketPath string
 	Backend    Backend
 	Log        *slog.Logger
 
-	mux *http.ServeMux
-	ln  net.Listener
+	mux   *http.ServeMux
+	ln    net.Listener
+	tcp   net.Listener // nil: unix socket only
+	guard http.Handler // mux behind the token, for tcp
 }
 
-// NewServer builds the API's routes. Extra handlers (metrics, status page)
-// can be added with Handle before Serve.
+// NewServer builds the API's routes. Extra handlers (metrics) can be added
+// with Handle before Serve.
 func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	s := &Server{SocketPath: socketPath, Backend: b, Log: log, mux: http.NewServeMux()}
+	s.mux.Handle("GET /{$}", statusPage(b))
 	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status(r.Context()))
 	})
@@ -104,11 +111,50 @@ func (s *Server) Listen() error {
 	return nil
 }
 
-// Close gives up the socket of a server that will not Serve.
+// ListenTCP opens the authenticated TCP listener (addr like ":8080").
+// Call it after Listen, before Serve.
+func (s *Server) ListenTCP(addr, token string) error {
+	if len(token) < 32 {
+		return errors.New("api: refusing a TCP listener with a short or empty token")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api port: %w", err)
+	}
+	s.tcp, s.guard = ln, newTokenAuth(token, s.mux)
+	return nil
+}
+
+// TCPAddr is the TCP listener's address, nil without one.
+func (s *Server) TCPAddr() net.Addr {
+	if s.tcp == nil {
+		return nil
+	}
+	return s.tcp.Addr()
+}
+
+// Handler is what the unix socket serves: every route, no token.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// TCPHandler is what the TCP port serves: every route behind the token.
+// Before ListenTCP it refuses everything (there is no token to compare).
+func (s *Server) TCPHandler() http.Handler {
+	if s.guard == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			unauthorized(w, "this pictl API has no token configured")
+		})
+	}
+	return s.guard
+}
+
+// Close gives up the sockets of a server that will not Serve.
 func (s *Server) Close() {
 	if s.ln != nil {
 		s.ln.Close()
 		_ = os.Remove(s.SocketPath)
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
 	}
 }
 
@@ -119,22 +165,51 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(shutdownCtx)
-	}()
-	err := hs.Serve(s.ln)
-	<-done
+	servers := []struct {
+		hs *http.Server
+		ln net.Listener
+	}{{&http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}, s.ln}}
+	if s.tcp != nil {
+		// The network may hold slow or hostile clients: bound every phase.
+		servers = append(servers, struct {
+			hs *http.Server
+			ln net.Listener
+		}{&http.Server{
+			Handler:           s.TCPHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      5 * time.Minute, // a reset may remove a large layer
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
+		}, s.tcp})
+	}
+	errc := make(chan error, len(servers))
+	for _, sv := range servers {
+		go func() { errc <- sv.hs.Serve(sv.ln) }()
+	}
+	var first error
+	pending := len(servers)
+	select {
+	case <-ctx.Done():
+	case first = <-errc: // a listener failed: stop the others too
+		pending--
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, sv := range servers {
+		_ = sv.hs.Shutdown(shutdownCtx)
+	}
+	for ; pending > 0; pending-- {
+		if err := <-errc; first == nil && !errors.Is(err, http.ErrServerClosed) {
+			first = err
+		}
+	}
 	_ = os.Remove(s.SocketPath)
-	if errors.Is(err, http.ErrServerClosed) {
+	if first == nil || errors.Is(first, http.ErrServerClosed) {
 		return nil
 	}
-	return fmt.Errorf("api: %w", err)
+	return fmt.Errorf("api: %w", first)
 }
 
 // boolParam reads an optional query flag: absent, "", "0", "false" are

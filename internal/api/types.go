@@ -1,6 +1,7 @@
 // Package api is the controller's runtime API: HTTP over a unix socket
-// (and later an authenticated TCP port). types.go holds the wire types the
-// server and the CLI's client share.
+// and, when cluster.yaml sets ports.api, a token-authenticated TCP port;
+// both also serve a status page for browsers at /. types.go holds the
+// wire types the server and the CLI's client share.
 package api
 
 import "time"
@@ -26,6 +27,8 @@ type ComponentStatus struct {
 	Name  string `json:"name" yaml:"name"`
 	State string `json:"state" yaml:"state"` // starting, running, stopped, failed
 	Error string `json:"error,omitempty" yaml:"error,omitempty"`
+	// Detail says where it listens, e.g. for the API its socket and port.
+	Detail string `json:"detail,omitempty" yaml:"detail,omitempty"`
 }
 
 // Node is one row of GET /v1/nodes and of `pictl node ls`: the desired

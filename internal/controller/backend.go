@@ -33,6 +33,10 @@ func (c *Controller) Status(context.Context) api.Status {
 	for _, comp := range c.components {
 		st.Components = append(st.Components, c.states[comp.Name()])
 	}
+	if as, ok := c.states["api"]; ok {
+		as.Detail = c.apiDetail()
+		st.Components = append(st.Components, as)
+	}
 	return st
 }
 

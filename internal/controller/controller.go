@@ -137,9 +137,13 @@ func (c *Controller) Listen() error {
 	if socket == "" {
 		socket = c.Cluster().Controller.APISocket
 	}
-	srv := api.NewServer(socket, c, c.log)
+	srv := api.NewServer(socket, c, c.log.With("component", "api"))
 	srv.Handle("GET /metrics", promhttp.HandlerFor(c.metrics, promhttp.HandlerOpts{}))
 	if err := srv.Listen(); err != nil {
+		return err
+	}
+	if err := c.listenTCP(srv); err != nil {
+		srv.Close()
 		return err
 	}
 	c.mu.Lock()
@@ -165,8 +169,6 @@ func (c *Controller) Run(ctx context.Context) error {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return c.api.Serve(ctx) })
-
 	g.Go(func() error {
 		return c.cfg.Store.Watch(ctx, func(cl *cluster.Cluster, err error) { c.apply(ctx, cl, err) })
 	})
@@ -176,8 +178,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	comps := slices.Clone(c.components)
 	c.mu.Unlock()
 	for _, comp := range comps {
+		// "running" before the API answers: its sockets are open since
+		// Listen, and a client asking right away must not see "starting".
+		c.setState(comp.Name(), "running", nil)
 		g.Go(func() error {
-			c.setState(comp.Name(), "running", nil)
 			var err error
 			if ls, ok := comp.(listenServer); ok {
 				err = ls.Serve(ctx) // Listen already opened its sockets
@@ -193,11 +197,21 @@ func (c *Controller) Run(ctx context.Context) error {
 		})
 	}
 
+	c.setState("api", "running", nil)
+	g.Go(func() error { return c.api.Serve(ctx) })
 	c.notify(daemon.SdNotifyReady, c.statusLine())
 	c.log.Info("controller ready", "config", c.cfg.Store.Path(), "socket", c.api.SocketPath, "nodes", len(c.Cluster().Nodes))
+	if u := c.StatusURL(); u != "" {
+		// The token itself stays out of logs, which travel further than
+		// the 0600 file it lives in.
+		c.log.Info("status page: "+u+" — token: `pictl api token`", "listen", c.api.TCPAddr().String())
+	} else {
+		c.log.Info("status page only on the API socket; set ports.api in cluster.yaml to serve it on the network", "socket", c.api.SocketPath)
+	}
 	g.Go(func() error { c.watchdog(ctx); return nil })
 
 	err := g.Wait()
+	c.setState("api", "stopped", nil)
 	c.notify(daemon.SdNotifyStopping)
 	return err
 }

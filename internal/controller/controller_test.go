@@ -115,7 +115,7 @@ func TestNotifyWatchdogHangup(t *testing.T) {
 		t.Errorf("nodes through the API: %+v, %v", nodes, err)
 	}
 	st2 := c.Status(ctx)
-	if len(st2.Components) != 1 || st2.Components[0].State != "running" {
+	if len(st2.Components) != 2 || st2.Components[0].State != "running" || st2.Components[1].Name != "api" || st2.Components[1].State != "running" {
 		t.Errorf("components: %+v", st2.Components)
 	}
 	cancel()

@@ -122,6 +122,7 @@ func dhcpConfig(cl *cluster.Cluster) dhcpd.Config {
 // reloadServers applies a new cluster.yaml to the servers that keep
 // settings (the node lookups read the new state by themselves).
 func (c *Controller) reloadServers(cl *cluster.Cluster) {
+	c.warnAPIPort(cl)
 	if c.dir != nil {
 		c.dir.reload()
 	}
