@@ -45,8 +45,8 @@ func matches(candidate string, want [sha256.Size]byte) bool {
 }
 
 func (a *tokenAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		if matches(strings.TrimSpace(auth), a.tokenSum) {
+	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		if matches(strings.TrimSpace(cred), a.tokenSum) {
 			a.next.ServeHTTP(w, r)
 			return
 		}

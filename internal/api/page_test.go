@@ -120,6 +120,8 @@ func TestTokenAuth(t *testing.T) {
 		{name: "no token, api", target: "/v1/nodes", want: 401},
 		{name: "bearer", target: "/v1/nodes", mod: bearer(testToken), want: 200},
 		{name: "bearer page", target: "/", mod: bearer(testToken), want: 200},
+		{name: "bearer, scheme in lower case", target: "/", mod: func(r *http.Request) { r.Header.Set("Authorization", "bearer "+testToken) }, want: 200},
+		{name: "basic auth", target: "/", mod: func(r *http.Request) { r.SetBasicAuth("x", testToken) }, want: 401},
 		{name: "wrong bearer", target: "/v1/nodes", mod: bearer(testToken[:63] + "0"), want: 401},
 		{name: "short bearer", target: "/v1/nodes", mod: bearer("0"), want: 401},
 		{name: "wrong bearer beats good cookie", target: "/", mod: both(bearer("x"), cookie(good)), want: 401},

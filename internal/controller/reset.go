@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -100,6 +102,9 @@ func ResetNodeOffline(st *store.Store, name string, log *slog.Logger) error {
 	}
 	if !knownNode(cl, name) {
 		return &UnknownNodeError{Name: name}
+	}
+	if _, err := os.Stat(cl.Controller.StateDir); errors.Is(err, fs.ErrNotExist) {
+		return nil // never served: no node has written anything yet
 	}
 	dbPath := filepath.Join(cl.Controller.StateDir, "runtime.db")
 	db, err := bbolt.Open(dbPath, 0o600, &bbolt.Options{Timeout: time.Second})
