@@ -83,8 +83,7 @@ func (c *Controller) ResetNode(_ context.Context, name string, force bool) error
 	if err != nil {
 		return fmt.Errorf("reset node %s: %w", name, err)
 	}
-	c.log.Info("node layer reset", "node", name, "forced", force)
-	return nil
+	return nil // nfsd logs the reset
 }
 
 // ResetNodeOffline discards a node's own layer while no controller runs,
