@@ -1,0 +1,399 @@
+// Command storm is the boot-storm benchmark: N simulated Raspberry Pis of
+// mixed models (3B, 3B+, 4, 5) power on at once and netboot from pictl,
+// then from dnsmasq + nfs-ganesha serving the same files, and it prints
+// how long the storm took and what it cost the servers.
+//
+//	go run ./test/bench/storm [-n 1,25,100] [-servers pictl,dnsmasq] [-pictl bin/pictl]
+//
+// Each Pi has its own network namespace whose eth0 (a veth into the
+// server namespace's bridge) carries the Pi's MAC; the Pi has its own
+// serial. A boot is what the network sees of a real one:
+//
+//  1. the boot ROM's / bootloader's DHCP with the model's options (60, 93,
+//     94, 97, 55; the Pi 3s' shared xid and no DHCPREQUEST), retransmitted
+//     after 1, 2, 4, 4... s;
+//  2. the model's TFTP sequence: tsize probes aborted after the OACK (or
+//     block 1 on a Pi 3), missing-file probes, start*.elf, fixup,
+//     config.txt, DTB, overlays, cmdline.txt, the kernel — with the
+//     <serial>/ prefix — retransmitting after -rto;
+//  3. the kernel's own DHCP (DORA), then an NFSv3 MOUNT of the root named
+//     by nfsroot= in the cmdline.txt it got, READDIRPLUS of the
+//     directories systemd and udev list, and a read of the boot working set
+//     (-ws-files files, at most -ws-mb MB: the largest files of a real
+//     Debian tree).
+//
+// A stage that fails restarts the Pi's boot (firmware does that, it does
+// not retry a file); a Pi not done within -timeout counts as failed. Both
+// servers run in full DHCP mode (a pool plus a reservation per Pi), the
+// page cache is warmed with the served files before every run, and the
+// servers are fresh processes with fresh lease state for every run.
+//
+// Needs root, bin/pictl (make build), dnsmasq (dnsmasq-base), ganesha.nfsd
+// (nfs-ganesha, nfs-ganesha-vfs), rpcbind and the debootstrap tree
+// internal/testcache builds.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	counts  []int
+	servers []string
+	work    string
+	pictl   string
+	timeout time.Duration
+	rto     time.Duration
+	readers int
+	depth   int
+	wsFiles int
+	wsMB    int
+	verbose bool
+	prepare bool
+	logLvl  string
+}
+
+func main() {
+	var o options
+	var counts, servers string
+	flag.StringVar(&counts, "n", "1,25,100", "storm sizes (Pis booting at once)")
+	flag.StringVar(&servers, "servers", "pictl,dnsmasq", "server sets: pictl, dnsmasq (dnsmasq + nfs-ganesha)")
+	flag.StringVar(&o.work, "work", "/var/tmp/pictl-storm", "work directory (tree, pictl state, logs)")
+	flag.StringVar(&o.pictl, "pictl", "bin/pictl", "pictl binary (make build)")
+	flag.DurationVar(&o.timeout, "timeout", 120*time.Second, "a Pi not booted by then counts as failed")
+	flag.DurationVar(&o.rto, "rto", time.Second, "TFTP retransmission timeout")
+	flag.IntVar(&o.readers, "readers", 4, "working-set files each Pi reads at once")
+	flag.IntVar(&o.depth, "depth", 2, "READs in flight per file")
+	flag.IntVar(&o.wsFiles, "ws-files", 300, "files in the boot working set")
+	flag.IntVar(&o.wsMB, "ws-mb", 60, "MB in the boot working set")
+	flag.BoolVar(&o.verbose, "v", false, "print every Pi's result")
+	flag.StringVar(&o.logLvl, "pictl-log-level", "info", "pictl serve --log-level (debug is for diagnosis: it costs CPU)")
+	flag.BoolVar(&o.prepare, "prepare", false, "only prepare the tree and pictl's image, then exit")
+	flag.Parse()
+	for _, s := range strings.Split(counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 999 {
+			fmt.Fprintf(os.Stderr, "storm: bad -n %q\n", s)
+			os.Exit(2)
+		}
+		o.counts = append(o.counts, n)
+	}
+	for _, s := range strings.Split(servers, ",") {
+		if s = strings.TrimSpace(s); s != "pictl" && s != "dnsmasq" {
+			fmt.Fprintf(os.Stderr, "storm: unknown server %q\n", s)
+			os.Exit(2)
+		}
+		o.servers = append(o.servers, strings.TrimSpace(s))
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Signals stay caught until the network is gone: Ctrl-C cancels the
+	// run, the deferred teardown still runs.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	err := run(ctx, log, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "storm:", err)
+		os.Exit(1)
+	}
+}
+
+// runResult is one storm: a server set and N.
+type runResult struct {
+	server  string
+	n       int
+	boots   []*bootResult
+	allUp   time.Duration // first DISCOVER to last read, all Pis booted
+	failed  int
+	stats   procStats // peak RSS at the end, CPU during the storm
+	err     error
+	logPath string
+}
+
+func run(ctx context.Context, log *slog.Logger, o options) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces)")
+	}
+	for _, tool := range []string{"ip", "tar", "cp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found", tool)
+		}
+	}
+	if slices.Contains(o.servers, "dnsmasq") {
+		for _, tool := range []string{"dnsmasq", "ganesha.nfsd", "rpcbind"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				return fmt.Errorf("%s not found: run make bench-deps", tool)
+			}
+		}
+	}
+	if err := os.MkdirAll(o.work, 0o755); err != nil {
+		return err
+	}
+	if left := ourNamespaces(); len(left) > 0 {
+		log.Info("removing namespaces an earlier run left", "count", len(left))
+		if err := teardown(); err != nil {
+			return err
+		}
+	}
+	src := filepath.Join(o.work, "src")
+	if err := ensureSource(ctx, log, src); err != nil {
+		return err
+	}
+	set, err := workingSet(src, o.wsFiles, uint64(o.wsMB)*1e6)
+	if err != nil {
+		return fmt.Errorf("working set: %w", err)
+	}
+	var wsBytes uint64
+	for _, f := range set {
+		wsBytes += f.size
+	}
+	env := &bootEnv{set: set, dirs: existingDirs(src, bootDirs), readers: o.readers, depth: o.depth, rto: o.rto}
+	log.Info("boot working set", "files", len(set), "MB", fmt.Sprintf("%.1f", float64(wsBytes)/1e6), "largest", set[largestIdx(set)].path)
+
+	var srvs []server
+	for _, name := range o.servers {
+		switch name {
+		case "pictl":
+			bin, err := filepath.Abs(o.pictl)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(bin); err != nil {
+				return fmt.Errorf("pictl binary: %w (run make build)", err)
+			}
+			ps := &pictlServer{bin: bin, dir: filepath.Join(o.work, "pictl"), src: src, logLevel: o.logLvl, log: log}
+			if err := ps.prepare(ctx); err != nil {
+				return err
+			}
+			srvs = append(srvs, ps)
+		case "dnsmasq":
+			srvs = append(srvs, &dnsmasqServer{dir: filepath.Join(o.work, "dnsmasq"), src: src})
+		}
+	}
+
+	if o.prepare {
+		return nil
+	}
+	maxN := slices.Max(o.counts)
+	pis := newPis(maxN)
+	log.Info("creating the network", "pis", maxN, "server namespace", serverNS)
+	defer func() {
+		if terr := teardown(); terr != nil {
+			err = errors.Join(err, fmt.Errorf("teardown: %w", terr))
+		} else {
+			log.Info("network namespaces removed")
+		}
+	}()
+	if err := buildNetwork(pis); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+
+	var results []*runResult
+	for _, n := range o.counts {
+		for _, s := range srvs {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r := storm(ctx, log, s, pis[:n], env, o)
+			results = append(results, r)
+			printRun(r, o.verbose)
+		}
+	}
+	printTable(o, results, len(set), wsBytes)
+	return ctx.Err()
+}
+
+func largestIdx(set []wsFile) int {
+	best := 0
+	for i, f := range set {
+		if f.size > set[best].size {
+			best = i
+		}
+	}
+	return best
+}
+
+// storm runs one storm: fresh server, all pis at once.
+func storm(ctx context.Context, log *slog.Logger, s server, pis []*pi, env *bootEnv, o options) *runResult {
+	r := &runResult{server: s.name(), n: len(pis), logPath: s.logPath()}
+	if err := resetNetwork(pis); err != nil {
+		r.err = err
+		return r
+	}
+	if err := warm(s.warmFiles(env.set)); err != nil {
+		r.err = fmt.Errorf("warm cache: %w", err)
+		return r
+	}
+	log.Info("storm", "server", s.name(), "pis", len(pis))
+	if err := s.start(ctx, pis); err != nil {
+		s.stop()
+		r.err = err
+		return r
+	}
+	defer s.stop()
+	before, err := sumProc(s.pids())
+	if err != nil {
+		r.err = err
+		return r
+	}
+	bctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	r.boots = make([]*bootResult, len(pis))
+	for i, p := range pis {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			r.boots[i] = p.boot(bctx, env)
+		}()
+	}
+	close(gate) // power on
+	wg.Wait()
+	after, err := sumProc(s.pids())
+	if err != nil {
+		r.err = err
+		return r
+	}
+	r.stats = procStats{hwmKB: after.hwmKB, cpu: after.cpu - before.cpu}
+	var first, last time.Time
+	for _, b := range r.boots {
+		if !b.ok {
+			r.failed++
+		}
+		if first.IsZero() || b.start.Before(first) {
+			first = b.start
+		}
+		if b.end.After(last) {
+			last = b.end
+		}
+	}
+	r.allUp = last.Sub(first)
+	return r
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(p*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func (r *runResult) bootTimes() []time.Duration {
+	var out []time.Duration
+	for _, b := range r.boots {
+		if b.ok {
+			out = append(out, b.end.Sub(b.start))
+		}
+	}
+	return out
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+
+// printRun prints a run's detail: per-stage times, counters, failures.
+func printRun(r *runResult, verbose bool) {
+	if r.err != nil {
+		fmt.Printf("  %s N=%d: error: %v\n", r.server, r.n, r.err)
+		return
+	}
+	var sum, mx [numStages]time.Duration
+	var dhcpSent, dhcpReplies, files, missing, retrans, restarts int
+	var tbytes, nbytes int64
+	for _, b := range r.boots {
+		for i := range numStages {
+			sum[i] += b.stages[i]
+			mx[i] = max(mx[i], b.stages[i])
+		}
+		dhcpSent += b.dhcpSent
+		dhcpReplies += b.dhcpReplies
+		files += b.tftpFiles
+		missing += b.tftpMissing
+		retrans += b.tftpRetrans
+		restarts += b.attempts - 1
+		tbytes += b.tftpBytes
+		nbytes += b.nfsBytes
+	}
+	fmt.Printf("  %s N=%d: all booted in %s s, %d failed; per stage mean/max s:", r.server, r.n, secs(r.allUp), r.failed)
+	for i := range numStages {
+		fmt.Printf(" %s %s/%s", stageNames[i], secs(sum[i]/time.Duration(len(r.boots))), secs(mx[i]))
+	}
+	fmt.Printf("\n    DHCP %d sent/%d replies, TFTP %d files %.0f MB, %d not-found answers, %d retransmits; NFS %.0f MB; %d boot restarts\n",
+		dhcpSent, dhcpReplies, files, float64(tbytes)/1e6, missing, retrans, float64(nbytes)/1e6, restarts)
+	shown := 0
+	for _, b := range r.boots {
+		if b.err != nil && (verbose || shown < 5) {
+			state := "failed"
+			if b.ok {
+				state = "recovered"
+			}
+			fmt.Printf("    %s (Pi %s) %s after %d attempts at stage %s: %v\n", b.pi.name, b.pi.model, state, b.attempts, stageNames[b.errStage], b.err)
+			shown++
+		}
+		if verbose && b.ok {
+			fmt.Printf("    %s (Pi %s) %s s\n", b.pi.name, b.pi.model, secs(b.end.Sub(b.start)))
+		}
+	}
+	if r.failed > 0 {
+		fmt.Printf("    server log: %s\n", r.logPath)
+	}
+}
+
+func printTable(o options, results []*runResult, wsFiles int, wsBytes uint64) {
+	fmt.Printf("\nBoot storm: mixed Pi 3B/3B+/4/5, full DHCP mode (pool + a reservation per Pi) on both servers, pictl dhcp.pi3_delay 0s\n")
+	fmt.Printf("(dnsmasq has no reply delay), TFTP sequence per model, NFSv3 mount + %d-file %.0f MB working set (%d files at once,\n", wsFiles, float64(wsBytes)/1e6, o.readers)
+	fmt.Printf("%d READs in flight each), warm page cache, fresh server per run, timeout %v; %d CPUs\n", o.depth, o.timeout, runtime.NumCPU())
+	fmt.Printf("%-16s %4s %13s %8s %8s %8s %12s %8s\n", "server", "N", "all-booted s", "p50 s", "p95 s", "failed", "peak RSS MB", "CPU s")
+	byKey := map[string]*runResult{}
+	for _, r := range results {
+		byKey[fmt.Sprintf("%s/%d", r.server, r.n)] = r
+		if r.err != nil {
+			fmt.Printf("%-16s %4d %13s  error: %v\n", r.server, r.n, "-", firstLine(r.err))
+			continue
+		}
+		bt := r.bootTimes()
+		all := secs(r.allUp)
+		if r.failed > 0 {
+			all = "(" + all + ")"
+		}
+		fmt.Printf("%-16s %4d %13s %8s %8s %8d %12.1f %8.2f\n", r.server, r.n, all, secs(percentile(bt, 0.5)), secs(percentile(bt, 0.95)),
+			r.failed, float64(r.stats.hwmKB)/1024, r.stats.cpu.Seconds())
+	}
+	fmt.Println("all-booted: first DISCOVER to last working-set read (in parentheses when some Pis failed); RSS = VmHWM of the")
+	fmt.Println("server processes (dnsmasq + ganesha.nfsd summed; rpcbind not counted); CPU = utime+stime during the storm.")
+	ok := func(r *runResult) bool { return r != nil && r.err == nil && r.failed == 0 }
+	minN, maxN := slices.Min(o.counts), slices.Max(o.counts)
+	if a, b := byKey[fmt.Sprintf("pictl/%d", maxN)], byKey[fmt.Sprintf("pictl/%d", minN)]; maxN != minN && ok(a) && ok(b) {
+		fmt.Printf("pictl(%d)/pictl(%d) all-booted: %.2fx (target <= 2x)\n", maxN, minN, a.allUp.Seconds()/b.allUp.Seconds())
+	}
+	for _, n := range o.counts {
+		p, d := byKey[fmt.Sprintf("pictl/%d", n)], byKey[fmt.Sprintf("dnsmasq+ganesha/%d", n)]
+		if ok(p) && ok(d) {
+			fmt.Printf("N=%d: dnsmasq+ganesha/pictl all-booted %.2fx (>1 = pictl faster), CPU %.2fx, RSS %.2fx\n", n,
+				d.allUp.Seconds()/p.allUp.Seconds(), d.stats.cpu.Seconds()/max(p.stats.cpu.Seconds(), 0.001), float64(d.stats.hwmKB)/float64(max(p.stats.hwmKB, 1)))
+		}
+	}
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}

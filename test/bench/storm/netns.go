@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The bench's network: namespace pictl-storm-srv holds bridge br0
+// (serverCIDR) where the servers run; every Pi has a namespace
+// pictl-storm-pNNN whose eth0 (the Pi's MAC) is a veth into br0. Fixed
+// names let a run remove what a killed run left behind. Nothing routes
+// out of these namespaces.
+const (
+	nsPrefix   = "pictl-storm-"
+	serverNS   = nsPrefix + "srv"
+	bridge     = "br0"
+	serverIP   = "10.77.0.1"
+	serverCIDR = serverIP + "/16"
+	prefixLen  = 16
+)
+
+func piNS(i int) string { return fmt.Sprintf("%sp%03d", nsPrefix, i) }
+
+func ipCmd(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// ipBatch runs `ip [-n ns] -batch -` with the lines.
+func ipBatch(ns string, lines []string) error {
+	args := []string{"-batch", "-"}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	cmd := exec.Command("ip", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// ourNamespaces lists the namespaces a storm run creates, by name prefix.
+func ourNamespaces() []string {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	var names []string
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && strings.HasPrefix(f[0], nsPrefix) {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
+
+// teardown deletes every namespace of ours by name (the veths and the
+// bridge go with them). Processes inside are the caller's to stop first.
+func teardown() error {
+	var lines []string
+	for _, n := range ourNamespaces() {
+		lines = append(lines, "netns del "+n)
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return ipBatch("", lines)
+}
+
+// buildNetwork creates the server namespace with its bridge and one
+// namespace per Pi, eth0 carrying the Pi's MAC. IPv6 is off everywhere: no
+// router solicitations or DAD in the measurement.
+func buildNetwork(pis []*pi) error {
+	lines := []string{"netns add " + serverNS}
+	for _, p := range pis {
+		lines = append(lines, "netns add "+p.ns)
+	}
+	if err := ipBatch("", lines); err != nil {
+		return err
+	}
+	if err := noIPv6(serverNS); err != nil {
+		return err
+	}
+	srv := []string{
+		"link set lo up",
+		"link add " + bridge + " type bridge forward_delay 0 stp_state 0",
+		"addr add " + serverCIDR + " dev " + bridge,
+		"link set " + bridge + " up",
+	}
+	lines = lines[:0]
+	for _, p := range pis {
+		// Created in our namespace and moved at once into both ends'.
+		lines = append(lines, fmt.Sprintf("link add %s netns %s type veth peer name eth0 netns %s address %s",
+			p.hostVeth, serverNS, p.ns, p.mac))
+	}
+	if err := ipBatch("", lines); err != nil {
+		return err
+	}
+	for _, p := range pis {
+		srv = append(srv, fmt.Sprintf("link set %s master %s up", p.hostVeth, bridge))
+	}
+	if err := ipBatch(serverNS, srv); err != nil {
+		return err
+	}
+	for _, p := range pis {
+		if err := noIPv6(p.ns); err != nil {
+			return err
+		}
+		if err := ipBatch(p.ns, []string{"link set lo up", "link set eth0 up"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func noIPv6(ns string) error {
+	return inNetns(ns, func() error {
+		for _, k := range []string{"all", "default"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644); err != nil {
+				return fmt.Errorf("netns %s: disable ipv6: %w", ns, err)
+			}
+		}
+		return nil
+	})
+}
+
+// resetNetwork makes every Pi power on afresh: no address, and no
+// neighbour entries on either side from an earlier run.
+func resetNetwork(pis []*pi) error {
+	for _, p := range pis {
+		if err := ipBatch(p.ns, []string{"addr flush dev eth0", "neigh flush dev eth0"}); err != nil {
+			return err
+		}
+	}
+	return ipBatch(serverNS, []string{"neigh flush dev " + bridge})
+}
+
+// inNetns runs fn on an OS thread switched into the named namespace.
+// Sockets fn opens stay in that namespace for their life. If the thread
+// cannot be switched back it is left locked, so Go retires it.
+func inNetns(ns string, fn func() error) error {
+	target, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", ns, err)
+	}
+	defer unix.Close(target)
+	runtime.LockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer unix.Close(orig)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("setns %s: %w", ns, err)
+	}
+	ferr := fn()
+	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("setns back: %w (thread retired)", err)
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// dialIn returns a dialer whose sockets are made in namespace ns and
+// give up connecting at deadline.
+func dialIn(ns string, deadline time.Time) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := inNetns(ns, func() error {
+			var err error
+			d := net.Dialer{Deadline: deadline}
+			c, err = d.Dial(network, addr)
+			return err
+		})
+		return c, err
+	}
+}
