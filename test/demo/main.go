@@ -216,6 +216,11 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 	say("$ curl --unix-socket %s http://pictl/v1/status\n%s", ctl.Socket, indent(status(ctx, ctl.Socket), "  "))
 	say("$ curl --unix-socket %s http://pictl/metrics | grep -E 'pictl_(dhcpd_requests|tftp_sent_bytes|nfsd_mounts)_total'\n%s",
 		ctl.Socket, indent(metrics(ctx, ctl.Socket), "  "))
+	page, err := showPage(ctx, ctl)
+	if err != nil {
+		return err
+	}
+	defer page.Close()
 	if exitNow {
 		if keep {
 			say("Consoles: %s/node*.console.log   Controller log: %s", work, ctl.LogPath)
@@ -229,6 +234,7 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 	say("  %s node show node1", pictlBin)
 	say("  %s node set node2 --netboot=false   # pictl reloads cluster.yaml within a second", pictlBin)
 	say("  curl --unix-socket %s http://pictl/metrics", ctl.Socket)
+	say("\nStatus page, in a browser on this machine (refreshes every 5 s):\n  %s?token=%s", page.URL(), page.token)
 	say("\nPress Ctrl-C to stop the machines and clean everything up.")
 	<-ctx.Done()
 	say("\nStopping...")
@@ -461,4 +467,43 @@ func indent(s, prefix string) string {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// statusPage is the forwarded status page and the token that opens it.
+type statusPage struct {
+	*pageForwarder
+	token string
+}
+
+// showPage forwards the status page to this machine's loopback and fetches
+// it once with the API token, as a browser would, to show it answers.
+func showPage(ctx context.Context, ctl *e2e.Controller) (*statusPage, error) {
+	tok := strings.TrimSpace(mustRun(ctx, ctl, "api", "token"))
+	fw, err := forwardPage(netnsName, net.JoinHostPort(strings.Split(hostAddr, "/")[0], "8080"))
+	if err != nil {
+		return nil, err
+	}
+	p := &statusPage{pageForwarder: fw, token: tok}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fw.URL(), nil)
+	if err != nil {
+		fw.Close()
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("status page: %w", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	nodes := 0
+	for _, m := range machines {
+		if strings.Contains(string(body), ">"+m.name+"<") {
+			nodes++
+		}
+	}
+	say("$ curl -H 'Authorization: Bearer $(pictl api token)' %s   # the status page, forwarded from 10.99.0.1:8080 in the namespace", fw.URL())
+	say("  %s, %d bytes of HTML, %d of %d nodes listed", resp.Status, len(body), nodes, len(machines))
+	return p, nil
 }
