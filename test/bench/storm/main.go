@@ -5,9 +5,9 @@
 //
 //	go run ./test/bench/storm [-n 1,25,100] [-servers pictl,dnsmasq] [-pictl bin/pictl]
 //
-// Each Pi has its own network namespace whose eth0 (a veth into the
-// server namespace's bridge) carries the Pi's MAC; the Pi has its own
-// serial. A boot is what the network sees of a real one:
+// Each Pi has its own network namespace whose eth0 (a veth into a
+// switch namespace's bridge, where the server's one NIC also plugs in)
+// carries the Pi's MAC; the Pi has its own serial. A boot is what the network sees of a real one:
 //
 //  1. the boot ROM's / bootloader's DHCP with the model's options (60, 93,
 //     94, 97, 55; the Pi 3s' shared xid and no DHCPREQUEST), retransmitted
@@ -66,6 +66,8 @@ type options struct {
 	verbose bool
 	prepare bool
 	logLvl  string
+	only    string
+	runs    int
 }
 
 func main() {
@@ -83,6 +85,8 @@ func main() {
 	flag.IntVar(&o.wsMB, "ws-mb", 60, "MB in the boot working set")
 	flag.BoolVar(&o.verbose, "v", false, "print every Pi's result")
 	flag.StringVar(&o.logLvl, "pictl-log-level", "info", "pictl serve --log-level (debug is for diagnosis: it costs CPU)")
+	flag.StringVar(&o.only, "only", "", "diagnosis: tftp = stop each boot after TFTP; nfs = fetch only cmdline.txt, then mount and read")
+	flag.IntVar(&o.runs, "runs", 1, "rounds of every (server, N); the table shows the median run by all-booted time")
 	flag.BoolVar(&o.prepare, "prepare", false, "only prepare the tree and pictl's image, then exit")
 	flag.Parse()
 	for _, s := range strings.Split(counts, ",") {
@@ -119,9 +123,11 @@ type runResult struct {
 	boots   []*bootResult
 	allUp   time.Duration // first DISCOVER to last read, all Pis booted
 	failed  int
-	stats   procStats // peak RSS at the end, CPU during the storm
+	stats   procStats     // peak RSS at the end, CPU during the storm
+	client  time.Duration // the simulator's own CPU during the storm
 	err     error
 	logPath string
+	round   int
 }
 
 func run(ctx context.Context, log *slog.Logger, o options) (err error) {
@@ -161,7 +167,7 @@ func run(ctx context.Context, log *slog.Logger, o options) (err error) {
 	for _, f := range set {
 		wsBytes += f.size
 	}
-	env := &bootEnv{set: set, dirs: existingDirs(src, bootDirs), readers: o.readers, depth: o.depth, rto: o.rto}
+	env := &bootEnv{set: set, dirs: existingDirs(src, bootDirs), readers: o.readers, depth: o.depth, rto: o.rto, only: o.only}
 	log.Info("boot working set", "files", len(set), "MB", fmt.Sprintf("%.1f", float64(wsBytes)/1e6), "largest", set[largestIdx(set)].path)
 
 	var srvs []server
@@ -203,14 +209,17 @@ func run(ctx context.Context, log *slog.Logger, o options) (err error) {
 	}
 
 	var results []*runResult
-	for _, n := range o.counts {
-		for _, s := range srvs {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	for round := range max(1, o.runs) {
+		for _, n := range o.counts {
+			for _, s := range srvs {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r := storm(ctx, log, s, pis[:n], env, o)
+				r.round = round + 1
+				results = append(results, r)
+				printRun(r, o.verbose)
 			}
-			r := storm(ctx, log, s, pis[:n], env, o)
-			results = append(results, r)
-			printRun(r, o.verbose)
 		}
 	}
 	printTable(o, results, len(set), wsBytes)
@@ -250,6 +259,7 @@ func storm(ctx context.Context, log *slog.Logger, s server, pis []*pi, env *boot
 		r.err = err
 		return r
 	}
+	clientBefore := selfCPU()
 	bctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -271,6 +281,7 @@ func storm(ctx context.Context, log *slog.Logger, s server, pis []*pi, env *boot
 		return r
 	}
 	r.stats = procStats{hwmKB: after.hwmKB, cpu: after.cpu - before.cpu}
+	r.client = selfCPU() - clientBefore
 	var first, last time.Time
 	for _, b := range r.boots {
 		if !b.ok {
@@ -312,7 +323,7 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
 // printRun prints a run's detail: per-stage times, counters, failures.
 func printRun(r *runResult, verbose bool) {
 	if r.err != nil {
-		fmt.Printf("  %s N=%d: error: %v\n", r.server, r.n, r.err)
+		fmt.Printf("  %s N=%d run %d: error: %v\n", r.server, r.n, r.round, r.err)
 		return
 	}
 	var sum, mx [numStages]time.Duration
@@ -332,10 +343,11 @@ func printRun(r *runResult, verbose bool) {
 		tbytes += b.tftpBytes
 		nbytes += b.nfsBytes
 	}
-	fmt.Printf("  %s N=%d: all booted in %s s, %d failed; per stage mean/max s:", r.server, r.n, secs(r.allUp), r.failed)
+	fmt.Printf("  %s N=%d run %d: all booted in %s s, %d failed; per stage mean/max s:", r.server, r.n, r.round, secs(r.allUp), r.failed)
 	for i := range numStages {
 		fmt.Printf(" %s %s/%s", stageNames[i], secs(sum[i]/time.Duration(len(r.boots))), secs(mx[i]))
 	}
+	fmt.Printf("\n    server CPU %.1f s, simulator CPU %.1f s (of %.0f CPU-seconds the machine had)", r.stats.cpu.Seconds(), r.client.Seconds(), r.allUp.Seconds()*float64(runtime.NumCPU()))
 	fmt.Printf("\n    DHCP %d sent/%d replies, TFTP %d files %.0f MB, %d not-found answers, %d retransmits; NFS %.0f MB; %d boot restarts\n",
 		dhcpSent, dhcpReplies, files, float64(tbytes)/1e6, missing, retrans, float64(nbytes)/1e6, restarts)
 	shown := 0
@@ -361,10 +373,21 @@ func printTable(o options, results []*runResult, wsFiles int, wsBytes uint64) {
 	fmt.Printf("\nBoot storm: mixed Pi 3B/3B+/4/5, full DHCP mode (pool + a reservation per Pi) on both servers, pictl dhcp.pi3_delay 0s\n")
 	fmt.Printf("(dnsmasq has no reply delay), TFTP sequence per model, NFSv3 mount + %d-file %.0f MB working set (%d files at once,\n", wsFiles, float64(wsBytes)/1e6, o.readers)
 	fmt.Printf("%d READs in flight each), warm page cache, fresh server per run, timeout %v; %d CPUs\n", o.depth, o.timeout, runtime.NumCPU())
-	fmt.Printf("%-16s %4s %13s %8s %8s %8s %12s %8s\n", "server", "N", "all-booted s", "p50 s", "p95 s", "failed", "peak RSS MB", "CPU s")
+	fmt.Printf("%-16s %4s %13s %8s %8s %8s %12s %8s %s\n", "server", "N", "all-booted s", "p50 s", "p95 s", "failed", "peak RSS MB", "CPU s", "  all-booted of every run")
 	byKey := map[string]*runResult{}
+	groups := map[string][]*runResult{}
+	var order []string
 	for _, r := range results {
-		byKey[fmt.Sprintf("%s/%d", r.server, r.n)] = r
+		k := fmt.Sprintf("%s/%d", r.server, r.n)
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	for _, k := range order {
+		g := groups[k]
+		r, failed, every := medianRun(g)
+		byKey[k] = r
 		if r.err != nil {
 			fmt.Printf("%-16s %4d %13s  error: %v\n", r.server, r.n, "-", firstLine(r.err))
 			continue
@@ -374,9 +397,10 @@ func printTable(o options, results []*runResult, wsFiles int, wsBytes uint64) {
 		if r.failed > 0 {
 			all = "(" + all + ")"
 		}
-		fmt.Printf("%-16s %4d %13s %8s %8s %8d %12.1f %8.2f\n", r.server, r.n, all, secs(percentile(bt, 0.5)), secs(percentile(bt, 0.95)),
-			r.failed, float64(r.stats.hwmKB)/1024, r.stats.cpu.Seconds())
+		fmt.Printf("%-16s %4d %13s %8s %8s %8d %12.1f %8.2f   %s\n", r.server, r.n, all, secs(percentile(bt, 0.5)), secs(percentile(bt, 0.95)),
+			failed, float64(r.stats.hwmKB)/1024, r.stats.cpu.Seconds(), every)
 	}
+	fmt.Printf("Median run of %d by all-booted time (failed: summed over all runs).\n", max(1, o.runs))
 	fmt.Println("all-booted: first DISCOVER to last working-set read (in parentheses when some Pis failed); RSS = VmHWM of the")
 	fmt.Println("server processes (dnsmasq + ganesha.nfsd summed; rpcbind not counted); CPU = utime+stime during the storm.")
 	ok := func(r *runResult) bool { return r != nil && r.err == nil && r.failed == 0 }
@@ -391,6 +415,49 @@ func printTable(o options, results []*runResult, wsFiles int, wsBytes uint64) {
 				d.allUp.Seconds()/p.allUp.Seconds(), d.stats.cpu.Seconds()/max(p.stats.cpu.Seconds(), 0.001), float64(d.stats.hwmKB)/float64(max(p.stats.hwmKB, 1)))
 		}
 	}
+}
+
+// medianRun picks the run with the median all-booted time (runs that
+// errored sort last), sums the failures and lists every run's time.
+func medianRun(g []*runResult) (*runResult, int, string) {
+	s := slices.Clone(g)
+	slices.SortStableFunc(s, func(a, b *runResult) int {
+		if (a.err != nil) != (b.err != nil) {
+			return boolInt(a.err != nil) - boolInt(b.err != nil)
+		}
+		return int(a.allUp - b.allUp)
+	})
+	failed := 0
+	var every []string
+	for _, r := range g {
+		failed += r.failed
+		if r.err != nil {
+			every = append(every, "error")
+		} else {
+			every = append(every, secs(r.allUp))
+		}
+	}
+	return s[(len(s)-1)/2], failed, strings.Join(every, " ")
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// selfCPU is this process's CPU time plus that of its finished children
+// (the ip commands; the servers are still running when it is read).
+func selfCPU() time.Duration {
+	var total time.Duration
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return total
 }
 
 func firstLine(err error) string {

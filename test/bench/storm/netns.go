@@ -13,15 +13,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The bench's network: namespace pictl-storm-srv holds bridge br0
-// (serverCIDR) where the servers run; every Pi has a namespace
-// pictl-storm-pNNN whose eth0 (the Pi's MAC) is a veth into br0. Fixed
-// names let a run remove what a killed run left behind. Nothing routes
-// out of these namespaces.
+// The bench's network is a switch and its ports: namespace
+// pictl-storm-sw holds bridge br0; the servers run in pictl-storm-srv
+// behind one NIC, eth0 (serverCIDR), a veth into br0; every Pi has a
+// namespace pictl-storm-pNNN whose eth0 (the Pi's MAC) is a veth into
+// br0. So the server sees one interface, as on a real boot server, not a
+// hundred bridge ports. Fixed names let a run remove what a killed run
+// left behind. Nothing routes out of these namespaces.
 const (
 	nsPrefix   = "pictl-storm-"
 	serverNS   = nsPrefix + "srv"
+	switchNS   = nsPrefix + "sw"
 	bridge     = "br0"
+	serverIf   = "eth0"
 	serverIP   = "10.77.0.1"
 	serverCIDR = serverIP + "/16"
 	prefixLen  = 16
@@ -77,39 +81,44 @@ func teardown() error {
 	return ipBatch("", lines)
 }
 
-// buildNetwork creates the server namespace with its bridge and one
-// namespace per Pi, eth0 carrying the Pi's MAC. IPv6 is off everywhere: no
-// router solicitations or DAD in the measurement.
+// buildNetwork creates the switch, the server namespace with its NIC and
+// one namespace per Pi, eth0 carrying the Pi's MAC. IPv6 is off
+// everywhere: no router solicitations or DAD in the measurement.
 func buildNetwork(pis []*pi) error {
-	lines := []string{"netns add " + serverNS}
+	lines := []string{"netns add " + serverNS, "netns add " + switchNS}
 	for _, p := range pis {
 		lines = append(lines, "netns add "+p.ns)
 	}
 	if err := ipBatch("", lines); err != nil {
 		return err
 	}
-	if err := noIPv6(serverNS); err != nil {
-		return err
-	}
-	srv := []string{
-		"link set lo up",
-		"link add " + bridge + " type bridge forward_delay 0 stp_state 0",
-		"addr add " + serverCIDR + " dev " + bridge,
-		"link set " + bridge + " up",
-	}
-	lines = lines[:0]
+	lines = []string{fmt.Sprintf("link add %s netns %s type veth peer name vsrv netns %s", serverIf, serverNS, switchNS)}
 	for _, p := range pis {
 		// Created in our namespace and moved at once into both ends'.
 		lines = append(lines, fmt.Sprintf("link add %s netns %s type veth peer name eth0 netns %s address %s",
-			p.hostVeth, serverNS, p.ns, p.mac))
+			p.hostVeth, switchNS, p.ns, p.mac))
 	}
 	if err := ipBatch("", lines); err != nil {
 		return err
 	}
-	for _, p := range pis {
-		srv = append(srv, fmt.Sprintf("link set %s master %s up", p.hostVeth, bridge))
+	sw := []string{
+		"link set lo up",
+		"link add " + bridge + " type bridge forward_delay 0 stp_state 0",
+		"link set " + bridge + " up",
+		"link set vsrv master " + bridge + " up",
 	}
-	if err := ipBatch(serverNS, srv); err != nil {
+	for _, p := range pis {
+		sw = append(sw, fmt.Sprintf("link set %s master %s up", p.hostVeth, bridge))
+	}
+	for _, ns := range []string{serverNS, switchNS} {
+		if err := noIPv6(ns); err != nil {
+			return err
+		}
+	}
+	if err := ipBatch(switchNS, sw); err != nil {
+		return err
+	}
+	if err := ipBatch(serverNS, []string{"link set lo up", "addr add " + serverCIDR + " dev " + serverIf, "link set " + serverIf + " up"}); err != nil {
 		return err
 	}
 	for _, p := range pis {
@@ -142,7 +151,7 @@ func resetNetwork(pis []*pi) error {
 			return err
 		}
 	}
-	return ipBatch(serverNS, []string{"neigh flush dev " + bridge})
+	return ipBatch(serverNS, []string{"neigh flush dev " + serverIf})
 }
 
 // inNetns runs fn on an OS thread switched into the named namespace.

@@ -238,6 +238,7 @@ type bootEnv struct {
 	readers int // files read at once (a boot's parallel start-up)
 	depth   int // READs in flight per file
 	rto     time.Duration
+	only    string // "", "tftp" or "nfs" (see -only)
 }
 
 // boot plays the Pi from power-on to its working set read, restarting
@@ -294,6 +295,9 @@ func (p *pi) bootOnce(ctx context.Context, env *bootEnv, res *bootResult) (int, 
 		return stTFTP, err
 	}
 	res.stages[stTFTP] += time.Since(t)
+	if env.only == "tftp" {
+		return stTFTP, nil
+	}
 
 	// Linux starts: its ipconfig does a full DORA of its own.
 	t = time.Now()
@@ -346,7 +350,11 @@ func (p *pi) tftpBoot(ctx context.Context, server netip.Addr, env *bootEnv, res 
 		probeOpts = fetchOpts
 	}
 	var cmdline string
-	for _, s := range p.model.tftpSequence() {
+	seq := p.model.tftpSequence()
+	if env.only == "nfs" {
+		seq = []step{{name: "cmdline.txt", fetch: true, prefixed: true}}
+	}
+	for _, s := range seq {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}

@@ -88,7 +88,7 @@ func (p *proc) stop() {
 }
 
 // waitTCP waits until addr accepts a connection from the server
-// namespace's side of the bridge (dialled from a Pi namespace).
+// namespace (dialled from a Pi namespace).
 func waitTCP(ctx context.Context, ns, addr string, alive func() bool) error {
 	for {
 		c, err := dialIn(ns, time.Now().Add(time.Second))("tcp", addr)
@@ -175,7 +175,7 @@ func (s *pictlServer) prepare(ctx context.Context) error {
 // dnsmasq delays nothing by default.
 func clusterYAML(state, socket string, pis []*pi, withImage bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "controller:\n  interfaces: [%s]\n  address: %s\n  state_dir: %s\n", bridge, serverCIDR, state)
+	fmt.Fprintf(&b, "controller:\n  interfaces: [%s]\n  address: %s\n  state_dir: %s\n", serverIf, serverCIDR, state)
 	if socket != "" {
 		fmt.Fprintf(&b, "  api_socket: %s\n", socket)
 	}
@@ -352,7 +352,7 @@ tftp-root=%s
 # The default of 50 concurrent transfers would refuse a 100-Pi storm.
 tftp-max=1000
 log-facility=%s
-`, bridge, leases, tftpRoot, s.logPath())
+`, serverIf, leases, tftpRoot, s.logPath())
 	for _, p := range pis {
 		fmt.Fprintf(&conf, "dhcp-host=%s,%s\n", p.mac, p.ip)
 	}
