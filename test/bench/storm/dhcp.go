@@ -169,6 +169,9 @@ type lease struct {
 	next   netip.Addr // siaddr
 	tftp   string     // option 66
 	offers int        // replies heard for this client, retransmissions included
+	// slow names the messages that needed retransmission, e.g.
+	// "REQUEST x2 (1.02 s)".
+	slow []string
 }
 
 var errDHCPTimeout = errors.New("no DHCP answer")
@@ -204,9 +207,19 @@ func (l *rawLink) exchange(ctx context.Context, mac net.HardwareAddr, prof dhcpP
 		return m.ToBytes()
 	}
 	var out lease
-	wait := func(want dhcpv4.MessageType, pkt []byte) (*dhcpv4.DHCPv4, error) {
+	wait := func(want dhcpv4.MessageType, pkt []byte) (m *dhcpv4.DHCPv4, err error) {
 		buf := make([]byte, 2048)
 		rto := time.Second
+		t0, sends := time.Now(), 0
+		defer func() {
+			if sends > 1 {
+				what := "DISCOVER"
+				if want == dhcpv4.MessageTypeAck {
+					what = "REQUEST"
+				}
+				out.slow = append(out.slow, fmt.Sprintf("%s x%d (%.2f s)", what, sends, time.Since(t0).Seconds()))
+			}
+		}()
 		for {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("%w (%d sent): %v", errDHCPTimeout, *sent, err)
@@ -215,6 +228,7 @@ func (l *rawLink) exchange(ctx context.Context, mac net.HardwareAddr, prof dhcpP
 				return nil, fmt.Errorf("send: %w", err)
 			}
 			*sent++
+			sends++
 			deadline := time.Now().Add(rto)
 			if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 				deadline = d

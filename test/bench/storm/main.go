@@ -39,6 +39,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -350,6 +351,23 @@ func printRun(r *runResult, verbose bool) {
 	fmt.Printf("\n    server CPU %.1f s, simulator CPU %.1f s (of %.0f CPU-seconds the machine had)", r.stats.cpu.Seconds(), r.client.Seconds(), r.allUp.Seconds()*float64(runtime.NumCPU()))
 	fmt.Printf("\n    DHCP %d sent/%d replies, TFTP %d files %.0f MB, %d not-found answers, %d retransmits; NFS %.0f MB; %d boot restarts\n",
 		dhcpSent, dhcpReplies, files, float64(tbytes)/1e6, missing, retrans, float64(nbytes)/1e6, restarts)
+	slow := map[string]int{}
+	for _, b := range r.boots {
+		for _, w := range b.dhcpSlow {
+			slow[fmt.Sprintf("%s (Pi %s)", w[:strings.Index(w, " x")], b.pi.model)]++
+			if verbose {
+				fmt.Printf("    %s %s: %s\n", b.pi.name, b.pi.mac, w)
+			}
+		}
+	}
+	if len(slow) > 0 {
+		keys := slices.Sorted(maps.Keys(slow))
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s: %d", k, slow[k]))
+		}
+		fmt.Printf("    DHCP exchanges that needed a retransmission: %s\n", strings.Join(parts, ", "))
+	}
 	shown := 0
 	for _, b := range r.boots {
 		if b.err != nil && (verbose || shown < 5) {

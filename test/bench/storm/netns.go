@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -150,6 +152,7 @@ func resetNetwork(pis []*pi) error {
 		if err := ipBatch(p.ns, []string{"addr flush dev eth0", "neigh flush dev eth0"}); err != nil {
 			return err
 		}
+		p.cur = netip.Addr{}
 	}
 	return ipBatch(serverNS, []string{"neigh flush dev " + serverIf})
 }
@@ -195,4 +198,53 @@ func dialIn(ns string, deadline time.Time) func(network, addr string) (net.Conn,
 		})
 		return c, err
 	}
+}
+
+// setAddr adds (or with add false removes) ip/prefixLen on interface
+// ifindex of namespace ns over rtnetlink: what ip addr replace/del do,
+// without a process per call in the middle of a storm.
+func setAddr(ns string, ifindex int, ip netip.Addr, add bool) error {
+	return inNetns(ns, func() error {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			return err
+		}
+		typ, flags := uint16(unix.RTM_DELADDR), uint16(unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+		if add {
+			typ, flags = unix.RTM_NEWADDR, flags|unix.NLM_F_CREATE|unix.NLM_F_REPLACE
+		}
+		a := ip.As4()
+		msg := make([]byte, 0, 40)
+		msg = binary.NativeEndian.AppendUint32(msg, 40) // nlmsghdr: length
+		msg = binary.NativeEndian.AppendUint16(msg, typ)
+		msg = binary.NativeEndian.AppendUint16(msg, flags)
+		msg = binary.NativeEndian.AppendUint32(msg, 1)   // seq
+		msg = binary.NativeEndian.AppendUint32(msg, 0)   // pid
+		msg = append(msg, unix.AF_INET, prefixLen, 0, 0) // ifaddrmsg
+		msg = binary.NativeEndian.AppendUint32(msg, uint32(ifindex))
+		for _, attr := range []uint16{unix.IFA_LOCAL, unix.IFA_ADDRESS} {
+			msg = binary.NativeEndian.AppendUint16(msg, 8)
+			msg = binary.NativeEndian.AppendUint16(msg, attr)
+			msg = append(msg, a[:]...)
+		}
+		if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			return err
+		}
+		buf := make([]byte, 4096)
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return err
+		}
+		if n < 20 || binary.NativeEndian.Uint16(buf[4:]) != unix.NLMSG_ERROR {
+			return fmt.Errorf("rtnetlink: unexpected answer (%d bytes)", n)
+		}
+		if e := int32(binary.NativeEndian.Uint32(buf[16:])); e != 0 {
+			return fmt.Errorf("rtnetlink %s %s: %w", map[bool]string{true: "add", false: "del"}[add], ip, unix.Errno(-e))
+		}
+		return nil
+	})
 }

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os/exec"
 	"path"
 	"strconv"
 	"strings"
@@ -46,6 +45,10 @@ type pi struct {
 	ip       netip.Addr
 	ns       string
 	hostVeth string
+	// cur is the address eth0 has now (on ifindex curIf); only the Pi's
+	// own boot goroutine touches it.
+	cur   netip.Addr
+	curIf int
 }
 
 // newPis makes n boards of mixed models (3B, 3B+, 4, 5 in turn), with
@@ -228,6 +231,7 @@ type bootResult struct {
 	stages   [numStages]time.Duration
 	// Counters.
 	dhcpSent, dhcpReplies, tftpFiles, tftpMissing, tftpRetrans int
+	dhcpSlow                                                   []string // "os-dhcp REQUEST x2 (1.01 s)"
 	tftpBytes, nfsBytes                                        int64
 }
 
@@ -264,6 +268,11 @@ func (p *pi) boot(ctx context.Context, env *bootEnv) *bootResult {
 }
 
 func (p *pi) bootOnce(ctx context.Context, env *bootEnv, res *bootResult) (int, error) {
+	if res.attempts > 1 {
+		if err := p.flushAddr(); err != nil { // a reboot forgets the address
+			return stFirmwareDHCP, err
+		}
+	}
 	t := time.Now()
 	link, err := openRawLink(p.ns)
 	if err != nil {
@@ -272,10 +281,13 @@ func (p *pi) bootOnce(ctx context.Context, env *bootEnv, res *bootResult) (int, 
 	defer link.Close()
 	fw, err := link.exchange(ctx, p.mac, p.firmwareDHCP(), &res.dhcpSent)
 	res.dhcpReplies += fw.offers
+	for _, w := range fw.slow {
+		res.dhcpSlow = append(res.dhcpSlow, "fw-dhcp "+w)
+	}
 	if err != nil {
 		return stFirmwareDHCP, err
 	}
-	if err := p.setAddr(fw.ip); err != nil {
+	if err := p.setAddr(link.ifindex, fw.ip); err != nil {
 		return stFirmwareDHCP, err
 	}
 	res.stages[stFirmwareDHCP] += time.Since(t)
@@ -299,17 +311,28 @@ func (p *pi) bootOnce(ctx context.Context, env *bootEnv, res *bootResult) (int, 
 		return stTFTP, nil
 	}
 
-	// Linux starts: its ipconfig does a full DORA of its own.
+	// The Pi reboots into Linux: no address, a fresh socket (the old one
+	// queued every broadcast reply for the other Pis during TFTP), and
+	// the kernel's ipconfig does a full DORA of its own.
+	link.Close()
+	if err := p.flushAddr(); err != nil {
+		return stKernelDHCP, err
+	}
 	t = time.Now()
+	if link, err = openRawLink(p.ns); err != nil {
+		return stKernelDHCP, err
+	}
+	defer link.Close()
 	osl, err := link.exchange(ctx, p.mac, dhcpProfile{request: true, prl: prlLinux}, &res.dhcpSent)
 	res.dhcpReplies += osl.offers
+	for _, w := range osl.slow {
+		res.dhcpSlow = append(res.dhcpSlow, "os-dhcp "+w)
+	}
 	if err != nil {
 		return stKernelDHCP, err
 	}
-	if osl.ip != fw.ip {
-		if err := p.setAddr(osl.ip); err != nil {
-			return stKernelDHCP, err
-		}
+	if err := p.setAddr(link.ifindex, osl.ip); err != nil {
+		return stKernelDHCP, err
 	}
 	res.stages[stKernelDHCP] += time.Since(t)
 	link.Close()
@@ -319,11 +342,23 @@ func (p *pi) bootOnce(ctx context.Context, env *bootEnv, res *bootResult) (int, 
 
 // setAddr gives eth0 the leased address (what the firmware's and the
 // kernel's IP stacks do internally).
-func (p *pi) setAddr(ip netip.Addr) error {
-	out, err := exec.Command("ip", "-n", p.ns, "addr", "replace", fmt.Sprintf("%s/%d", ip, prefixLen), "dev", "eth0").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip addr replace %s: %w: %s", ip, err, bytes.TrimSpace(out))
+func (p *pi) setAddr(ifindex int, ip netip.Addr) error {
+	if err := setAddr(p.ns, ifindex, ip, true); err != nil {
+		return err
 	}
+	p.cur, p.curIf = ip, ifindex
+	return nil
+}
+
+// flushAddr removes the address a reboot forgets.
+func (p *pi) flushAddr() error {
+	if !p.cur.IsValid() {
+		return nil
+	}
+	if err := setAddr(p.ns, p.curIf, p.cur, false); err != nil {
+		return err
+	}
+	p.cur = netip.Addr{}
 	return nil
 }
 
