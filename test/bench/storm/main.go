@@ -3,7 +3,8 @@
 // then from dnsmasq + nfs-ganesha serving the same files, and it prints
 // how long the storm took and what it cost the servers.
 //
-//	go run ./test/bench/storm [-n 1,25,100] [-servers pictl,dnsmasq] [-pictl bin/pictl]
+//	go run ./test/bench/storm [-n 1,25,100] [-servers pictl,dnsmasq] [-pictl bin/pictl] [-runs 3]
+//	    [-only tftp|nfs] [-pictl-log-level debug] [-v]
 //
 // Each Pi has its own network namespace whose eth0 (a veth into a
 // switch namespace's bridge, where the server's one NIC also plugs in)
@@ -26,7 +27,10 @@
 // not retry a file); a Pi not done within -timeout counts as failed. Both
 // servers run in full DHCP mode (a pool plus a reservation per Pi), the
 // page cache is warmed with the served files before every run, and the
-// servers are fresh processes with fresh lease state for every run.
+// servers are fresh processes with fresh lease state for every run. The
+// Pis boot as fast as the servers answer (no firmware or kernel think
+// time), so the storm measures server throughput; the simulator shares
+// the machine's CPUs with the server and each run prints both CPU times.
 //
 // Needs root, bin/pictl (make build), dnsmasq (dnsmasq-base), ganesha.nfsd
 // (nfs-ganesha, nfs-ganesha-vfs), rpcbind and the debootstrap tree
@@ -390,7 +394,8 @@ func printRun(r *runResult, verbose bool) {
 func printTable(o options, results []*runResult, wsFiles int, wsBytes uint64) {
 	fmt.Printf("\nBoot storm: mixed Pi 3B/3B+/4/5, full DHCP mode (pool + a reservation per Pi) on both servers, pictl dhcp.pi3_delay 0s\n")
 	fmt.Printf("(dnsmasq has no reply delay), TFTP sequence per model, NFSv3 mount + %d-file %.0f MB working set (%d files at once,\n", wsFiles, float64(wsBytes)/1e6, o.readers)
-	fmt.Printf("%d READs in flight each), warm page cache, fresh server per run, timeout %v; %d CPUs\n", o.depth, o.timeout, runtime.NumCPU())
+	fmt.Printf("%d READs in flight each), warm page cache, fresh server per run, server behind one veth NIC on a bridge,\n", o.depth)
+	fmt.Printf("no client think time, simulator on the same %d CPUs, timeout %v\n", runtime.NumCPU(), o.timeout)
 	fmt.Printf("%-16s %4s %13s %8s %8s %8s %12s %8s %s\n", "server", "N", "all-booted s", "p50 s", "p95 s", "failed", "peak RSS MB", "CPU s", "  all-booted of every run")
 	byKey := map[string]*runResult{}
 	groups := map[string][]*runResult{}
