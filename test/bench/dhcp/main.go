@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 
 	"github.com/pictl/pictl/dhcpd"
@@ -67,16 +68,18 @@ func main() {
 		quiet    = flag.Float64("quiet", 2.5, "before a trial, wait (up to -quiet-wait) until fewer than this many tasks are runnable on average")
 		quietMax = flag.Duration("quiet-wait", 2*time.Minute, "longest wait for a quiet machine before a trial")
 		workdir  = flag.String("workdir", "", "scratch directory (default: a new temp dir)")
+		extra    = flag.String("serve-args", "", "extra flags for pictl's server, space-separated (e.g. \"-linger 2ms\"), for experiments")
+		profDir  = flag.String("cpuprofile", "", "write a CPU profile of every pictl trial into this directory (pictl-N.pprof)")
 	)
 	flag.Parse()
 	q := quietness{threshold: *quiet, maxWait: *quietMax}
-	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *retries, q); err != nil {
+	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *profDir, strings.Fields(*extra), *retries, q); err != nil {
 		fmt.Fprintln(os.Stderr, "dhcp bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir string, retries int, q quietness) error {
+func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries int, q quietness) error {
 	load0 := loadAvg()
 	for _, tool := range []string{"ip", "perfdhcp", "kea-dhcp4"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -111,10 +114,10 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 		servers = append(servers, &keaServer{ns: nets.server, dir: filepath.Join(workdir, "kea"), iface: "s0"})
 	}
 	if only == "" || only == "pictl" {
-		servers = append(servers, &pictlServer{ns: nets.server, dir: filepath.Join(workdir, "pictl"), exe: self})
+		servers = append(servers, &pictlServer{ns: nets.server, dir: filepath.Join(workdir, "pictl"), exe: self, profDir: profDir, extra: extra})
 	}
 	if only == "" || only == "pictl-noreuse" {
-		servers = append(servers, &pictlServer{ns: nets.server, dir: filepath.Join(workdir, "pictl-noreuse"), exe: self, noReuse: true})
+		servers = append(servers, &pictlServer{ns: nets.server, dir: filepath.Join(workdir, "pictl-noreuse"), exe: self, noReuse: true, profDir: profDir, extra: extra})
 	}
 	if len(servers) == 0 {
 		return fmt.Errorf("-only %q: want kea, pictl or pictl-noreuse", only)
@@ -129,13 +132,17 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 			return trial{}, err
 		}
 		cpu0 := s.cpu()
+		sOver0, cOver0 := udpRcvbufErrors(nets.server), udpRcvbufErrors(nets.client)
 		t, err := runPerfdhcp(ctx, nets.client, clientAddr, serverAddr, rate, clients, d)
 		cpu := s.cpu() - cpu0
+		sOver, cOver := udpRcvbufErrors(nets.server)-sOver0, udpRcvbufErrors(nets.client)-cOver0
 		if serr := s.stop(); err == nil {
 			err = serr
 		}
-		fmt.Fprintf(os.Stderr, "  %-11s %6d/s for %-4s → %6.0f/s, drops %5.2f %%, DO p95 %7.2f ms, RA p95 %7.2f ms, server CPU %4.1f s (runnable before: %.1f)\n",
-			s.name(), rate, d, t.rate, t.dropRatio(), percentile(t.doLat, .95), percentile(t.raLat, .95), cpu.Seconds(), runnable)
+		// Socket buffer overflows say who fell behind: the server (its
+		// reads) or perfdhcp (its own reads, on a busy machine).
+		fmt.Fprintf(os.Stderr, "  %-11s %6d/s for %-4s → %6.0f/s, drops %5.2f %%, DO p95 %7.2f ms, RA p95 %7.2f ms, CPU server %4.1f s perfdhcp %4.1f s, rcvbuf overflows server %d perfdhcp %d (runnable before: %.1f)\n",
+			s.name(), rate, d, t.rate, t.dropRatio(), percentile(t.doLat, .95), percentile(t.raLat, .95), cpu.Seconds(), t.toolCPU.Seconds(), sOver, cOver, runnable)
 		t.cpu = cpu
 		return t, err
 	}
@@ -307,6 +314,33 @@ func printTable(w io.Writer, servers []server, results []trial, clients int, d t
 	fmt.Fprintln(w, "  ratio: pictl/kea (above 1 is better for leases/s, below 1 is better for latency, drops and CPU)")
 }
 
+// udpRcvbufErrors is the UDP receive-buffer overflow count of namespace
+// ns (/proc/net/snmp), -1 when unreadable.
+func udpRcvbufErrors(ns string) int {
+	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		return -1
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.Atoi(f[i])
+				return v
+			}
+		}
+	}
+	return -1
+}
+
 // namespaces are the server and client namespaces joined by a veth pair.
 type namespaces struct{ server, client string }
 
@@ -453,6 +487,9 @@ type pictlServer struct {
 	proc
 	ns, dir, exe string
 	noReuse      bool
+	profDir      string // "" = no CPU profiles
+	extra        []string
+	trials       int
 }
 
 func (p *pictlServer) name() string {
@@ -478,6 +515,19 @@ func (p *pictlServer) start(ctx context.Context) error {
 	args := []string{"netns", "exec", p.ns, p.exe, "serve", "-db", filepath.Join(p.dir, "runtime.db")}
 	if p.noReuse {
 		args = append(args, "-reuse", "-1")
+	}
+	args = append(args, p.extra...)
+	if p.profDir != "" {
+		p.trials++
+		tag := "pictl"
+		if p.noReuse {
+			tag = "pictl-noreuse"
+		}
+		f, err := filepath.Abs(filepath.Join(p.profDir, fmt.Sprintf("%s-%d.pprof", tag, p.trials)))
+		if err != nil {
+			return err
+		}
+		args = append(args, "-cpuprofile", f)
 	}
 	cmd := exec.Command("ip", args...)
 	cmd.Stderr = os.Stderr
@@ -548,7 +598,8 @@ func serve(args []string) int {
 			Router:  netip.MustParseAddr(serverAddr),
 		}},
 	}
-	s, err := dhcpd.New(cfg, noNodes{}, db, slog.New(slog.DiscardHandler), nil)
+	reg := prometheus.NewRegistry()
+	s, err := dhcpd.New(cfg, noNodes{}, db, slog.New(slog.DiscardHandler), reg)
 	if err == nil {
 		err = s.Listen()
 	}
@@ -563,7 +614,31 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	printCommitStats(reg)
 	return 0
+}
+
+// printCommitStats writes the group commit's figures to stderr: how many
+// commits, how many records each, how long each took.
+func printCommitStats(g prometheus.Gatherer) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return
+	}
+	var commits, records, seconds float64
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "pictl_dhcpd_commit_batch_records":
+				commits, records = float64(m.GetHistogram().GetSampleCount()), m.GetHistogram().GetSampleSum()
+			case "pictl_dhcpd_commit_seconds":
+				seconds = m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	if commits > 0 {
+		fmt.Fprintf(os.Stderr, "    pictl: %.0f commits, %.1f records each, %.2f ms each\n", commits, records/commits, seconds/commits*1000)
+	}
 }
 
 type noNodes struct{}

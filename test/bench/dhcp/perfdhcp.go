@@ -24,6 +24,7 @@ type trial struct {
 	raLat    []float64 // REQUEST→ACK latencies, ms
 	duration time.Duration
 	cpu      time.Duration // the server's CPU time during the trial
+	toolCPU  time.Duration // perfdhcp's CPU time (it shares the machine)
 }
 
 // dropRatio is the worse of the two exchanges' drop ratios, in percent;
@@ -77,6 +78,9 @@ func runPerfdhcp(ctx context.Context, clientNS, local, server string, rate, clie
 	}
 	t := parsePerfdhcp(string(out))
 	t.target, t.duration = rate, d
+	if ps := cmd.ProcessState; ps != nil {
+		t.toolCPU = ps.UserTime() + ps.SystemTime()
+	}
 	return t, nil
 }
 
