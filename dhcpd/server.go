@@ -222,6 +222,7 @@ func (s *Server) readLoop(ctx context.Context, c *dhcpConn, port int) {
 		ms[i].OOB = make([]byte, oobSize)
 	}
 	var out []*reply
+	var prev time.Time // when the previous read returned
 	for {
 		n, err := c.pc.ReadBatch(ms, 0)
 		if err != nil {
@@ -231,6 +232,8 @@ func (s *Server) readLoop(ctx context.Context, c *dhcpConn, port int) {
 			continue
 		}
 		now := time.Now()
+		busy := n > 1 || now.Sub(prev) < 2*s.cfg.Load().ReadCoalesce
+		prev = now
 		out = out[:0]
 		for i := range ms[:n] {
 			m := &ms[i]
@@ -248,6 +251,13 @@ func (s *Server) readLoop(ctx context.Context, c *dhcpConn, port int) {
 			}
 		}
 		s.sendBatch(c, out)
+		// Under load, let requests gather for the next read (see
+		// Config.ReadCoalesce); a full batch means more are waiting.
+		if co := s.cfg.Load().ReadCoalesce; busy && co > 0 && n < readBatch {
+			if d := co - time.Since(now); d > 0 {
+				time.Sleep(d)
+			}
+		}
 	}
 }
 

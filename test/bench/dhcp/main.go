@@ -570,6 +570,7 @@ func serve(args []string) int {
 	reuse := fs.Float64("reuse", 0, "dhcpd.Config.LeaseReuse (0 = default, -1 = off)")
 	linger := fs.Duration("linger", 0, "dhcpd.Config.CommitLinger (0 = default, -1ns = off)")
 	workers := fs.Int("workers", 0, "dhcpd.Config.Workers (0 = default)")
+	coalesce := fs.Duration("coalesce", 0, "dhcpd.Config.ReadCoalesce (0 = default, -1ns = off)")
 	fs.Parse(args)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -591,6 +592,7 @@ func serve(args []string) int {
 		SkipProbe:    true,
 		LeaseReuse:   *reuse,
 		CommitLinger: *linger,
+		ReadCoalesce: *coalesce,
 		Workers:      *workers,
 		Subnets: []dhcpd.Subnet{{
 			Network: netip.MustParsePrefix(network),
@@ -629,6 +631,17 @@ func printCommitStats(g prometheus.Gatherer) {
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			switch mf.GetName() {
+			case "pictl_dhcpd_reply_latency_seconds":
+				h := m.GetHistogram()
+				var msg string
+				for _, l := range m.GetLabel() {
+					msg = l.GetValue()
+				}
+				line := fmt.Sprintf("    pictl: %s latency in the server (receive to send):", msg)
+				for _, b := range h.GetBucket() {
+					line += fmt.Sprintf(" ≤%gms %.1f%%", b.GetUpperBound()*1000, 100*float64(b.GetCumulativeCount())/float64(max(1, h.GetSampleCount())))
+				}
+				fmt.Fprintln(os.Stderr, line)
 			case "pictl_dhcpd_commit_batch_records":
 				commits, records = float64(m.GetHistogram().GetSampleCount()), m.GetHistogram().GetSampleSum()
 			case "pictl_dhcpd_commit_seconds":
