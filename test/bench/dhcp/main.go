@@ -143,7 +143,7 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 		// reads) or perfdhcp (its own reads, on a busy machine).
 		fmt.Fprintf(os.Stderr, "  %-11s %6d/s for %-4s → %6.0f/s, drops %5.2f %%, DO p95 %7.2f ms, RA p95 %7.2f ms, CPU server %4.1f s perfdhcp %4.1f s, rcvbuf overflows server %d perfdhcp %d (runnable before: %.1f)\n",
 			s.name(), rate, d, t.rate, t.dropRatio(), percentile(t.doLat, .95), percentile(t.raLat, .95), cpu.Seconds(), t.toolCPU.Seconds(), sOver, cOver, runnable)
-		t.cpu = cpu
+		t.cpu, t.serverOverflows, t.toolOverflows = cpu, sOver, cOver
 		return t, err
 	}
 	fmt.Fprintf(os.Stderr, "searching the highest rate with ≤ %.1f %% drops (%s trials, %d clients, pool %s-%s)\n", maxDrop, short, clients, poolFirst, poolLast)
@@ -272,6 +272,11 @@ func printTable(w io.Writer, servers []server, results []trial, clients int, d t
 			}
 			return t.cpu.Seconds() * 1000 / n * 1000
 		}, "%.1f"},
+		// Where the drops happen: perfdhcp polls, so on two CPUs it and
+		// the server compete, and its own socket overflows first.
+		{"perfdhcp CPU (cores)", func(t trial) float64 { return t.toolCPU.Seconds() / t.duration.Seconds() }, "%.2f"},
+		{"UDP rcvbuf overflows, server socket", func(t trial) float64 { return float64(t.serverOverflows) }, "%.0f"},
+		{"UDP rcvbuf overflows, perfdhcp socket", func(t trial) float64 { return float64(t.toolOverflows) }, "%.0f"},
 	}
 	kea := -1
 	for i, s := range servers {

@@ -25,6 +25,9 @@ type trial struct {
 	duration time.Duration
 	cpu      time.Duration // the server's CPU time during the trial
 	toolCPU  time.Duration // perfdhcp's CPU time (it shares the machine)
+	// UDP receive-buffer overflows in the server's and perfdhcp's
+	// namespaces during the trial.
+	serverOverflows, toolOverflows int
 }
 
 // dropRatio is the worse of the two exchanges' drop ratios, in percent;
