@@ -20,6 +20,7 @@ import (
 
 	"github.com/pictl/pictl/nfsd"
 
+	"github.com/pictl/pictl/test/internal/ganesha"
 	"github.com/pictl/pictl/test/internal/nfs3client"
 )
 
@@ -136,37 +137,12 @@ func ganeshaServer(tree, work string) *server {
 		name: "ganesha", nfsAddr: hostPort(portGanesha), mountAddr: hostPort(portGaneshaMount), export: tree,
 		logFile: filepath.Join(work, "ganesha.out"),
 		cmd: func() *exec.Cmd {
-			_ = os.WriteFile(conf, []byte(fmt.Sprintf(ganeshaConf, portGanesha, portGaneshaMount, tree)), 0o644)
+			_ = os.WriteFile(conf, []byte(ganesha.Config(portGanesha, portGaneshaMount, tree, "/bench")), 0o644)
 			return exec.Command("ganesha.nfsd", "-F", "-f", conf, "-L", filepath.Join(work, "ganesha.log"), "-p", filepath.Join(work, "ganesha.pid"))
 		},
 		cleanup: func() error { return removeWrites(tree) },
 	}
 }
-
-// ganesha with the VFS FSAL and NFSv3 only; no NLM, rquota, krb5 or grace
-// period (the benchmark's client is the only one).
-const ganeshaConf = `NFS_CORE_PARAM {
-	NFS_Port = %d;
-	MNT_Port = %d;
-	Protocols = 3;
-	Enable_NLM = false;
-	Enable_RQUOTA = false;
-}
-NFSV4 { Graceless = true; }
-NFS_KRB5 { Active_krb5 = false; }
-EXPORT {
-	Export_Id = 1;
-	Path = %s;
-	Pseudo = /bench;
-	Access_Type = RW;
-	Squash = No_Root_Squash;
-	Protocols = 3;
-	Transports = TCP;
-	SecType = sys;
-	FSAL { Name = VFS; }
-}
-LOG { Default_Log_Level = WARN; }
-`
 
 // serverGOGC is the GC setting the pictl server runs with: go-nfs
 // allocates a fresh buffer per READ while nfsd keeps little live data, so

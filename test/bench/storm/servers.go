@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pictl/pictl/internal/api"
+	"github.com/pictl/pictl/test/internal/ganesha"
 	"github.com/pictl/pictl/test/internal/nfs3client"
 )
 
@@ -361,7 +362,7 @@ log-facility=%s
 		return err
 	}
 	gconf := filepath.Join(s.dir, "ganesha.conf")
-	if err := os.WriteFile(gconf, []byte(fmt.Sprintf(ganeshaConf, ganeshaNFSPort, ganeshaMountPort, s.src)), 0o644); err != nil {
+	if err := os.WriteFile(gconf, []byte(ganesha.Config(ganeshaNFSPort, ganeshaMountPort, s.src, "/storm")), 0o644); err != nil {
 		return err
 	}
 	if s.rpcbind, err = startProc(filepath.Join(s.dir, "rpcbind.log"), nil, "rpcbind", "-f", "-w"); err != nil {
@@ -410,31 +411,6 @@ func (s *dnsmasqServer) stop() {
 	s.rpcbind.stop()
 	s.dnsmasq, s.ganesha, s.rpcbind = nil, nil, nil
 }
-
-// ganesha with the VFS FSAL and NFSv3 only, as test/bench/nfs runs it; no
-// NLM (the Pis mount nolock), rquota, krb5 or grace period.
-const ganeshaConf = `NFS_CORE_PARAM {
-	NFS_Port = %d;
-	MNT_Port = %d;
-	Protocols = 3;
-	Enable_NLM = false;
-	Enable_RQUOTA = false;
-}
-NFSV4 { Graceless = true; }
-NFS_KRB5 { Active_krb5 = false; }
-EXPORT {
-	Export_Id = 1;
-	Path = %s;
-	Pseudo = /storm;
-	Access_Type = RW;
-	Squash = No_Root_Squash;
-	Protocols = 3;
-	Transports = TCP;
-	SecType = sys;
-	FSAL { Name = VFS; }
-}
-LOG { Default_Log_Level = WARN; }
-`
 
 // probeMount mounts export from namespace ns and lets go.
 func probeMount(ns, export string) error {
