@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -14,6 +13,7 @@ import (
 	"github.com/pictl/pictl/dhcpd"
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
+	"github.com/pictl/pictl/internal/controller"
 )
 
 // discoveredClients lists the clients that asked to boot but are not in
@@ -24,8 +24,7 @@ func discoveredClients(c *cli.Context, cl *cluster.Cluster) ([]api.Discovered, e
 	if err == nil || !api.IsNotRunning(err) {
 		return list, err
 	}
-	path := filepath.Join(cl.Controller.StateDir, "runtime.db")
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	db, path, err := controller.OpenRuntimeDB(cl.Controller.StateDir)
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, fmt.Errorf("runtime database %s is busy but the controller's API does not answer", path)
 	}

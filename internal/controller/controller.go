@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -92,8 +91,7 @@ func New(cfg Config) (*Controller, error) {
 	if err := os.MkdirAll(cl.Controller.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	dbPath := filepath.Join(cl.Controller.StateDir, "runtime.db")
-	db, err := bbolt.Open(dbPath, 0o600, &bbolt.Options{Timeout: time.Second})
+	db, dbPath, err := OpenRuntimeDB(cl.Controller.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("runtime database %s (is another controller using this state dir?): %w", dbPath, err)
 	}

@@ -7,12 +7,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"time"
 
 	"go.etcd.io/bbolt"
 
-	"github.com/pictl/pictl/images"
 	"github.com/pictl/pictl/internal/cluster"
 	"github.com/pictl/pictl/internal/store"
 	"github.com/pictl/pictl/nfsd"
@@ -105,8 +102,7 @@ func ResetNodeOffline(st *store.Store, name string, log *slog.Logger) error {
 	if _, err := os.Stat(cl.Controller.StateDir); errors.Is(err, fs.ErrNotExist) {
 		return nil // never served: no node has written anything yet
 	}
-	dbPath := filepath.Join(cl.Controller.StateDir, "runtime.db")
-	db, err := bbolt.Open(dbPath, 0o600, &bbolt.Options{Timeout: time.Second})
+	db, dbPath, err := OpenRuntimeDB(cl.Controller.StateDir)
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return fmt.Errorf("runtime database %s is busy but the controller's API does not answer (is pictl serve using another --socket?)", dbPath)
 	}
@@ -117,7 +113,7 @@ func ResetNodeOffline(st *store.Store, name string, log *slog.Logger) error {
 	// nfsd.New without Listen opens only the state: the layer directory,
 	// the handle key and the identity records Reset drops with the layer.
 	dir := &nodeDirectory{cluster: func() *cluster.Cluster { return cl },
-		images: &images.Store{Dir: filepath.Join(cl.Controller.StateDir, "images"), Log: log}}
+		images: imageStore(cl.Controller.StateDir, log)}
 	srv, err := nfsd.New(nfsd.Config{StateDir: cl.Controller.StateDir}, dir, dir, db, log, nil)
 	if err != nil {
 		return err

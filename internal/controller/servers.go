@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/pictl/pictl/dhcpd"
-	"github.com/pictl/pictl/images"
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
 	"github.com/pictl/pictl/internal/neigh"
@@ -42,7 +40,7 @@ func (n namedServer) Run(ctx context.Context) error { return n.Serve(ctx) }
 func (c *Controller) AddServers() error {
 	cl := c.Cluster()
 	addr := cl.Controller.Address.Addr()
-	imgs := &images.Store{Dir: filepath.Join(cl.Controller.StateDir, "images"), Log: c.log}
+	imgs := imageStore(cl.Controller.StateDir, c.log)
 	dir := &nodeDirectory{cluster: c.Cluster, images: imgs, neigh: neigh.Lookup}
 	c.dir = dir
 
