@@ -4,6 +4,7 @@
 // how long the storm took and what it cost the servers.
 //
 //	go run ./test/bench/storm [-n 1,25,100] [-servers pictl,dnsmasq] [-pictl bin/pictl] [-runs 3]
+//	    [-pace none,real] [-pace-set 4.power-on=5.2s,all.rate-elf=3MB] [-jitter 0.2] [-pace-seed 1]
 //	    [-only tftp|nfs] [-pictl-log-level debug] [-v]
 //
 // Each Pi has its own network namespace whose eth0 (a veth into a
@@ -28,9 +29,32 @@
 // servers run in full DHCP mode (a pool plus a reservation per Pi), the
 // page cache is warmed with the served files before every run, and the
 // servers are fresh processes with fresh lease state for every run. The
-// Pis boot as fast as the servers answer (no firmware or kernel think
-// time), so the storm measures server throughput; the simulator shares
-// the machine's CPUs with the server and each run prints both CPU times.
+// simulator shares the machine's CPUs with the server and each run prints
+// both CPU times.
+//
+// Two pacings, one table each (both by default):
+//
+//   - -pace none: the Pis boot as fast as the servers answer (no firmware
+//     or kernel think time), so all-booted is roughly the storm's CPU work
+//     over the cores: server throughput.
+//   - -pace real: each Pi spends the time a real one spends between the
+//     exchanges — boot ROM/EEPROM start before the first DISCOVER, the
+//     firmware's work between TFTP requests and when start*.elf takes
+//     over, its TFTP receive rate (a block is ACKed no earlier than the
+//     rate allows), the firmware's set-up before the kernel, the kernel's
+//     start before its DHCP and NFS mount, and the systemd/udev pace at
+//     which the working set is read (file i of n is wanted i/n of the way
+//     through a userspace span). Every delay and rate is scaled by a
+//     per-Pi factor in [1-jitter, 1+jitter] from a fixed seed, so the
+//     Pis are not in lock-step and every server meets the same boards.
+//     This measures whether the server keeps up with N real Pis. The
+//     figures and their sources are in pace.go; -pace-set overrides any
+//     of them, and each run prints the table it used.
+//
+// all-booted runs from power-on (every Pi at once) to the last Pi's last
+// working-set read. Each run reports, per stage, the mean and maximum per
+// Pi and, paced, the part that was the Pi's own modelled time; the rest
+// is waiting for the server and the network.
 //
 // Needs root, bin/pictl (make build), dnsmasq (dnsmasq-base), ganesha.nfsd
 // (nfs-ganesha, nfs-ganesha-vfs), rpcbind and the debootstrap tree
@@ -73,6 +97,8 @@ type options struct {
 	logLvl  string
 	only    string
 	runs    int
+	paces   []string // "none", "real"
+	pace    pacing   // the -pace real table after -pace-set
 }
 
 func main() {
@@ -93,7 +119,33 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "diagnosis: tftp = stop each boot after TFTP; nfs = fetch only cmdline.txt, then mount and read")
 	flag.IntVar(&o.runs, "runs", 1, "rounds of every (server, N); the table shows the median run by all-booted time")
 	flag.BoolVar(&o.prepare, "prepare", false, "only prepare the tree and pictl's image, then exit")
+	var paces, paceSet string
+	flag.StringVar(&paces, "pace", "none,real", "Pi pacing, one table each: none (answer at once: server throughput), real (a real Pi's own time between exchanges)")
+	flag.StringVar(&paceSet, "pace-set", "", "override -pace real timings: MODEL.FIELD=VALUE,... (MODEL 3B, 3B+, 4, 5, all; FIELD "+strings.Join(paceFields, ", ")+"; durations like 2.5s, rates in MB/s)")
+	flag.Float64Var(&o.pace.jitter, "jitter", 0.2, "-pace real: each delay and rate scaled by a factor in [1-jitter, 1+jitter], drawn per Pi")
+	flag.Uint64Var(&o.pace.seed, "pace-seed", 1, "-pace real: seed of the per-Pi jitter (the same boards for every server)")
 	flag.Parse()
+	for _, s := range strings.Split(paces, ",") {
+		if s = strings.TrimSpace(s); s != "none" && s != "real" {
+			fmt.Fprintf(os.Stderr, "storm: unknown -pace %q (none, real)\n", s)
+			os.Exit(2)
+		}
+		o.paces = append(o.paces, s)
+	}
+	o.pace.models = defaultPace()
+	if o.pace.jitter < 0 || o.pace.jitter >= 1 {
+		fmt.Fprintln(os.Stderr, "storm: -jitter must be in [0, 1)")
+		os.Exit(2)
+	}
+	for _, e := range strings.Split(paceSet, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		if err := o.pace.set(e); err != nil {
+			fmt.Fprintln(os.Stderr, "storm:", err)
+			os.Exit(2)
+		}
+	}
 	for _, s := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > 999 {
@@ -124,9 +176,10 @@ func main() {
 // runResult is one storm: a server set and N.
 type runResult struct {
 	server  string
+	pace    string // "none" or "real"
 	n       int
 	boots   []*bootResult
-	allUp   time.Duration // first DISCOVER to last read, all Pis booted
+	allUp   time.Duration // power-on to last read, all Pis booted
 	failed  int
 	stats   procStats     // peak RSS at the end, CPU during the storm
 	client  time.Duration // the simulator's own CPU during the storm
@@ -213,21 +266,33 @@ func run(ctx context.Context, log *slog.Logger, o options) (err error) {
 		return fmt.Errorf("network: %w", err)
 	}
 
-	var results []*runResult
-	for round := range max(1, o.runs) {
-		for _, n := range o.counts {
-			for _, s := range srvs {
-				if ctx.Err() != nil {
-					return ctx.Err()
+	results := map[string][]*runResult{}
+	for _, pace := range o.paces {
+		penv := *env
+		if pace == "real" {
+			penv.pace = &o.pace
+			fmt.Println(o.pace.table())
+		}
+		for round := range max(1, o.runs) {
+			for _, n := range o.counts {
+				for _, s := range srvs {
+					if ctx.Err() != nil {
+						break
+					}
+					r := storm(ctx, log, s, pis[:n], &penv, o)
+					r.pace, r.round = pace, round+1
+					results[pace] = append(results[pace], r)
+					printRun(r, o.verbose)
 				}
-				r := storm(ctx, log, s, pis[:n], env, o)
-				r.round = round + 1
-				results = append(results, r)
-				printRun(r, o.verbose)
 			}
 		}
 	}
-	printTable(o, results, len(set), wsBytes)
+	// Both tables at the end, whatever stopped the runs.
+	for _, pace := range o.paces {
+		if len(results[pace]) > 0 {
+			printTable(o, pace, results[pace], len(set), wsBytes)
+		}
+	}
 	return ctx.Err()
 }
 
@@ -252,7 +317,11 @@ func storm(ctx context.Context, log *slog.Logger, s server, pis []*pi, env *boot
 		r.err = fmt.Errorf("warm cache: %w", err)
 		return r
 	}
-	log.Info("storm", "server", s.name(), "pis", len(pis))
+	pace := "none"
+	if env.pace != nil {
+		pace = "real"
+	}
+	log.Info("storm", "server", s.name(), "pis", len(pis), "pace", pace)
 	if err := s.start(ctx, pis); err != nil {
 		s.stop()
 		r.err = err
@@ -348,9 +417,16 @@ func printRun(r *runResult, verbose bool) {
 		tbytes += b.tftpBytes
 		nbytes += b.nfsBytes
 	}
-	fmt.Printf("  %s N=%d run %d: all booted in %s s, %d failed; per stage mean/max s:", r.server, r.n, r.round, secs(r.allUp), r.failed)
+	fmt.Printf("  %s N=%d pace %s run %d: all booted in %s s, %d failed; per stage mean/max s:", r.server, r.n, r.pace, r.round, secs(r.allUp), r.failed)
 	for i := range numStages {
 		fmt.Printf(" %s %s/%s", stageNames[i], secs(sum[i]/time.Duration(len(r.boots))), secs(mx[i]))
+	}
+	if r.pace == "real" {
+		own := r.meanThink()
+		fmt.Printf("\n    of which the Pi's own modelled time, mean s:")
+		for i := range numStages {
+			fmt.Printf(" %s %s", stageNames[i], secs(own[i]))
+		}
 	}
 	fmt.Printf("\n    server CPU %.1f s, simulator CPU %.1f s (of %.0f CPU-seconds the machine had)", r.stats.cpu.Seconds(), r.client.Seconds(), r.allUp.Seconds()*float64(runtime.NumCPU()))
 	fmt.Printf("\n    DHCP %d sent/%d replies, TFTP %d files %.0f MB, %d not-found answers, %d retransmits; NFS %.0f MB; %d boot restarts\n",
@@ -391,11 +467,16 @@ func printRun(r *runResult, verbose bool) {
 	}
 }
 
-func printTable(o options, results []*runResult, wsFiles int, wsBytes uint64) {
-	fmt.Printf("\nBoot storm: mixed Pi 3B/3B+/4/5, full DHCP mode (pool + a reservation per Pi) on both servers, pictl dhcp.pi3_delay 0s\n")
+func printTable(o options, pace string, results []*runResult, wsFiles int, wsBytes uint64) {
+	fmt.Printf("\nBoot storm, pace %s: mixed Pi 3B/3B+/4/5, full DHCP mode (pool + a reservation per Pi) on both servers, pictl dhcp.pi3_delay 0s\n", pace)
 	fmt.Printf("(dnsmasq has no reply delay), TFTP sequence per model, NFSv3 mount + %d-file %.0f MB working set (%d files at once,\n", wsFiles, float64(wsBytes)/1e6, o.readers)
 	fmt.Printf("%d READs in flight each), warm page cache, fresh server per run, server behind one veth NIC on a bridge,\n", o.depth)
-	fmt.Printf("no client think time, simulator on the same %d CPUs, timeout %v\n", runtime.NumCPU(), o.timeout)
+	if pace == "real" {
+		fmt.Printf("each Pi spends a real Pi's own time between exchanges (boot ROM, firmware, TFTP receive rate, kernel, systemd pace;\n")
+		fmt.Printf("table above, jitter +-%.0f%%), simulator on the same %d CPUs, timeout %v\n", 100*o.pace.jitter, runtime.NumCPU(), o.timeout)
+	} else {
+		fmt.Printf("no client think time (server throughput), simulator on the same %d CPUs, timeout %v\n", runtime.NumCPU(), o.timeout)
+	}
 	fmt.Printf("%-16s %4s %13s %8s %8s %8s %12s %8s %s\n", "server", "N", "all-booted s", "p50 s", "p95 s", "failed", "peak RSS MB", "CPU s", "  all-booted of every run")
 	byKey := map[string]*runResult{}
 	groups := map[string][]*runResult{}
@@ -424,8 +505,9 @@ func printTable(o options, results []*runResult, wsFiles int, wsBytes uint64) {
 			failed, float64(r.stats.hwmKB)/1024, r.stats.cpu.Seconds(), every)
 	}
 	fmt.Printf("Median run of %d by all-booted time (failed: summed over all runs).\n", max(1, o.runs))
-	fmt.Println("all-booted: first DISCOVER to last working-set read (in parentheses when some Pis failed); RSS = VmHWM of the")
+	fmt.Println("all-booted: power-on to last working-set read (in parentheses when some Pis failed); RSS = VmHWM of the")
 	fmt.Println("server processes (dnsmasq + ganesha.nfsd summed; rpcbind not counted); CPU = utime+stime during the storm.")
+	printStages(order, byKey)
 	ok := func(r *runResult) bool { return r != nil && r.err == nil && r.failed == 0 }
 	minN, maxN := slices.Min(o.counts), slices.Max(o.counts)
 	if a, b := byKey[fmt.Sprintf("pictl/%d", maxN)], byKey[fmt.Sprintf("pictl/%d", minN)]; maxN != minN && ok(a) && ok(b) {
@@ -438,6 +520,60 @@ func printTable(o options, results []*runResult, wsFiles int, wsBytes uint64) {
 				d.allUp.Seconds()/p.allUp.Seconds(), d.stats.cpu.Seconds()/max(p.stats.cpu.Seconds(), 0.001), float64(d.stats.hwmKB)/float64(max(p.stats.hwmKB, 1)))
 		}
 	}
+}
+
+// printStages shows where the time of the median runs went: each stage's
+// mean per Pi and, paced, how much of it was the Pi's own modelled time
+// (the rest is waiting for the server and the network).
+func printStages(order []string, byKey map[string]*runResult) {
+	fmt.Printf("Where the time goes, mean s per Pi (median run): stage total")
+	if r := byKey[order[0]]; r != nil && r.pace == "real" {
+		fmt.Printf(" / of it the Pi's own modelled time")
+	}
+	fmt.Printf("\n%-16s %4s", "server", "N")
+	for i := range numStages {
+		fmt.Printf(" %13s", stageNames[i])
+	}
+	fmt.Println()
+	for _, k := range order {
+		r := byKey[k]
+		if r.err != nil || len(r.boots) == 0 {
+			continue
+		}
+		var sum [numStages]time.Duration
+		for _, b := range r.boots {
+			for i := range numStages {
+				sum[i] += b.stages[i]
+			}
+		}
+		own := r.meanThink()
+		fmt.Printf("%-16s %4d", r.server, r.n)
+		for i := range numStages {
+			cell := secs(sum[i] / time.Duration(len(r.boots)))
+			if r.pace == "real" {
+				cell += "/" + secs(own[i])
+			}
+			fmt.Printf(" %13s", cell)
+		}
+		fmt.Println()
+	}
+}
+
+// meanThink is the mean per Pi of each stage's modelled Pi time.
+func (r *runResult) meanThink() [numStages]time.Duration {
+	var out [numStages]time.Duration
+	if len(r.boots) == 0 {
+		return out
+	}
+	for _, b := range r.boots {
+		for i := range numStages {
+			out[i] += b.think[i]
+		}
+	}
+	for i := range out {
+		out[i] /= time.Duration(len(r.boots))
+	}
+	return out
 }
 
 // medianRun picks the run with the median all-booted time (runs that

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,6 +143,15 @@ type step struct {
 	fetch    bool // then the download
 	prefixed bool
 	missing  bool
+	loader   loader // the firmware stage that asks (for -pace real)
+}
+
+// by marks steps as asked by loader l.
+func by(l loader, steps ...step) []step {
+	for i := range steps {
+		steps[i].loader = l
+	}
+	return steps
 }
 
 // tftpSequence is the model's file sequence (PROTOCOLS.md; tftpd's
@@ -155,46 +165,56 @@ func (m model) tftpSequence() []step {
 		if m == pi3BPlus {
 			dtb = "bcm2710-rpi-3-b-plus.dtb"
 		}
-		return []step{
-			{name: "bootcode.bin", fetch: true}, // the ROM: plain request
-			{name: "bootsig.bin", fetch: true, missing: true},
-			{name: "start.elf", probe: true, prefixed: true}, // is the serial folder there?
-			miss("autoboot.txt"),
-			full("config.txt"),
-			miss("recovery.elf"),
-			full("start.elf"),
-			full("fixup.dat"),
-			full("config.txt"),
-			miss("dt-blob.bin"),
-			miss("bootcfg.txt"),
-			full(dtb),
-			full("overlays/overlay_map.dtb"),
-			full("config.txt"),
-			full("overlays/vc4-kms-v3d.dtbo"),
-			full("cmdline.txt"),
-			miss("armstub8.bin"),
-			full("kernel8.img"),
-		}
+		return slices.Concat(
+			by(ldROM,
+				step{name: "bootcode.bin", fetch: true}, // the ROM: plain request
+				step{name: "bootsig.bin", fetch: true, missing: true},
+			),
+			by(ldBootcode,
+				step{name: "start.elf", probe: true, prefixed: true}, // is the serial folder there?
+				miss("autoboot.txt"),
+				full("config.txt"),
+				miss("recovery.elf"),
+				full("start.elf"),
+				full("fixup.dat"),
+			),
+			by(ldElf,
+				full("config.txt"),
+				miss("dt-blob.bin"),
+				miss("bootcfg.txt"),
+				full(dtb),
+				full("overlays/overlay_map.dtb"),
+				full("config.txt"),
+				full("overlays/vc4-kms-v3d.dtbo"),
+				full("cmdline.txt"),
+				miss("armstub8.bin"),
+				full("kernel8.img"),
+			),
+		)
 	case pi4:
-		return []step{
-			{name: "start4.elf", probe: true, prefixed: true},
-			full("config.txt"),
-			miss("pieeprom.sig"),
-			miss("recovery.elf"),
-			full("start4.elf"),
-			full("fixup4.dat"),
-			full("config.txt"),
-			miss("dt-blob.bin"),
-			full("bcm2711-rpi-4-b.dtb"),
-			full("overlays/overlay_map.dtb"),
-			full("overlays/vc4-kms-v3d-pi4.dtbo"),
-			full("cmdline.txt"),
-			miss("armstub8-gic.bin"),
-			full("kernel8.img"),
-			miss("initramfs8"),
-		}
+		return slices.Concat(
+			by(ldROM,
+				step{name: "start4.elf", probe: true, prefixed: true},
+				full("config.txt"),
+				miss("pieeprom.sig"),
+				miss("recovery.elf"),
+				full("start4.elf"),
+				full("fixup4.dat"),
+			),
+			by(ldElf,
+				full("config.txt"),
+				miss("dt-blob.bin"),
+				full("bcm2711-rpi-4-b.dtb"),
+				full("overlays/overlay_map.dtb"),
+				full("overlays/vc4-kms-v3d-pi4.dtbo"),
+				full("cmdline.txt"),
+				miss("armstub8-gic.bin"),
+				full("kernel8.img"),
+				miss("initramfs8"),
+			),
+		)
 	default: // pi5: no start*.elf, the firmware is in the EEPROM
-		return []step{
+		return by(ldROM,
 			full("config.txt"),
 			miss("pieeprom.sig"),
 			full("bcm2712-rpi-5-b.dtb"),
@@ -203,7 +223,7 @@ func (m model) tftpSequence() []step {
 			full("cmdline.txt"),
 			full("kernel_2712.img"),
 			miss("initramfs_2712"),
-		}
+		)
 	}
 }
 
@@ -229,6 +249,9 @@ type bootResult struct {
 	errStage int
 	attempts int // boot cycles (a failed stage restarts the boot)
 	stages   [numStages]time.Duration
+	// think is the part of each stage the Pi spent on its own modelled
+	// work (-pace real); the rest is waiting for the server and network.
+	think [numStages]time.Duration
 	// Counters.
 	dhcpSent, dhcpReplies, tftpFiles, tftpMissing, tftpRetrans int
 	dhcpSlow                                                   []string // "os-dhcp REQUEST x2 (1.01 s)"
@@ -242,7 +265,8 @@ type bootEnv struct {
 	readers int // files read at once (a boot's parallel start-up)
 	depth   int // READs in flight per file
 	rto     time.Duration
-	only    string // "", "tftp" or "nfs" (see -only)
+	only    string  // "", "tftp" or "nfs" (see -only)
+	pace    *pacing // nil: -pace none
 }
 
 // boot plays the Pi from power-on to its working set read, restarting
@@ -250,9 +274,10 @@ type bootEnv struct {
 // order), until ctx ends.
 func (p *pi) boot(ctx context.Context, env *bootEnv) *bootResult {
 	res := &bootResult{pi: p, start: time.Now()}
+	pc := env.pace.forPi(p, res)
 	for ctx.Err() == nil {
 		res.attempts++
-		stage, err := p.bootOnce(ctx, env, res)
+		stage, err := p.bootOnce(ctx, env, pc, res)
 		if err == nil {
 			res.ok, res.end, res.err = true, time.Now(), nil
 			return res
@@ -267,13 +292,16 @@ func (p *pi) boot(ctx context.Context, env *bootEnv) *bootResult {
 	return res
 }
 
-func (p *pi) bootOnce(ctx context.Context, env *bootEnv, res *bootResult) (int, error) {
+func (p *pi) bootOnce(ctx context.Context, env *bootEnv, pc *pacer, res *bootResult) (int, error) {
 	if res.attempts > 1 {
 		if err := p.flushAddr(); err != nil { // a reboot forgets the address
 			return stFirmwareDHCP, err
 		}
 	}
 	t := time.Now()
+	if err := pc.sleep(ctx, stFirmwareDHCP, pc.powerOn()); err != nil {
+		return stFirmwareDHCP, err
+	}
 	link, err := openRawLink(p.ns)
 	if err != nil {
 		return stFirmwareDHCP, err
@@ -302,7 +330,7 @@ func (p *pi) bootOnce(ctx context.Context, env *bootEnv, res *bootResult) (int, 
 			tftpIP = fw.next
 		}
 	}
-	cmdline, err := p.tftpBoot(ctx, tftpIP, env, res)
+	cmdline, err := p.tftpBoot(ctx, tftpIP, env, pc, res)
 	if err != nil {
 		return stTFTP, err
 	}
@@ -319,6 +347,9 @@ func (p *pi) bootOnce(ctx context.Context, env *bootEnv, res *bootResult) (int, 
 		return stKernelDHCP, err
 	}
 	t = time.Now()
+	if err := pc.sleep(ctx, stKernelDHCP, pc.kernelUp()); err != nil {
+		return stKernelDHCP, err
+	}
 	if link, err = openRawLink(p.ns); err != nil {
 		return stKernelDHCP, err
 	}
@@ -337,7 +368,7 @@ func (p *pi) bootOnce(ctx context.Context, env *bootEnv, res *bootResult) (int, 
 	res.stages[stKernelDHCP] += time.Since(t)
 	link.Close()
 
-	return p.nfsBoot(ctx, cmdline, env, res)
+	return p.nfsBoot(ctx, cmdline, env, pc, res)
 }
 
 // setAddr gives eth0 the leased address (what the firmware's and the
@@ -363,7 +394,7 @@ func (p *pi) flushAddr() error {
 }
 
 // tftpBoot fetches the model's files and returns cmdline.txt.
-func (p *pi) tftpBoot(ctx context.Context, server netip.Addr, env *bootEnv, res *bootResult) (string, error) {
+func (p *pi) tftpBoot(ctx context.Context, server netip.Addr, env *bootEnv, pc *pacer, res *bootResult) (string, error) {
 	listen := func() (*net.UDPConn, error) {
 		var conn *net.UDPConn
 		err := inNetns(p.ns, func() error {
@@ -389,15 +420,33 @@ func (p *pi) tftpBoot(ctx context.Context, server netip.Addr, env *bootEnv, res 
 	if env.only == "nfs" {
 		seq = []step{{name: "cmdline.txt", fetch: true, prefixed: true}}
 	}
+	cur := ldROM
 	for _, s := range seq {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
+		}
+		// The firmware's own time: a new loader starting, the set-up
+		// before the kernel, the work between two requests.
+		var think time.Duration
+		if s.loader != cur {
+			cur = s.loader
+			think += pc.loaderStart(cur)
+		}
+		if strings.HasPrefix(s.name, "kernel") {
+			think += pc.preKernel()
+		}
+		if err := pc.sleep(ctx, stTFTP, think); err != nil {
+			return "", err
 		}
 		name := s.name
 		if s.prefixed {
 			name = p.prefix + "/" + name
 		}
 		if s.probe {
+			if err := pc.sleep(ctx, stTFTP, pc.request()); err != nil {
+				return "", err
+			}
+			c.onData = nil
 			_, err := c.get(name, probeOpts, probeMode, false)
 			switch {
 			case s.missing && errors.Is(err, errNotFound):
@@ -416,7 +465,25 @@ func (p *pi) tftpBoot(ctx context.Context, server netip.Addr, env *bootEnv, res 
 		if s.name == "bootcode.bin" || s.name == "bootsig.bin" {
 			opts = nil // the Pi 3 boot ROM sends no options
 		}
+		if err := pc.sleep(ctx, stTFTP, pc.request()); err != nil {
+			return "", err
+		}
+		c.onData = nil
+		rate, start := pc.rate(s.loader), time.Now()
+		atRate := func(n int64) time.Duration { return time.Duration(float64(n) / rate * 1e9) }
+		if rate > 0 {
+			// The Pi ACKs block k no earlier than its receive rate allows:
+			// a server that keeps up makes the file take size/rate. The
+			// waits are not booked one by one (the network's round trips
+			// fall between them): size/rate is the Pi's own time.
+			c.onData = func(got int64) {
+				_ = pc.wait(ctx, -1, time.Until(start.Add(atRate(got))))
+			}
+		}
 		r, err := c.get(name, opts, fetchFull, s.name == "cmdline.txt")
+		if rate > 0 && err == nil {
+			pc.book(stTFTP, min(time.Since(start), atRate(r.size)))
+		}
 		if s.missing {
 			if !errors.Is(err, errNotFound) {
 				return "", fmt.Errorf("%s: want not found, got %v", name, err)
@@ -431,6 +498,9 @@ func (p *pi) tftpBoot(ctx context.Context, server netip.Addr, env *bootEnv, res 
 		res.tftpBytes += r.size
 		if s.name == "cmdline.txt" {
 			cmdline = string(r.data)
+		}
+		if err := pc.sleep(ctx, stTFTP, pc.afterFile()); err != nil {
+			return "", err
 		}
 	}
 	if cmdline == "" {
@@ -480,8 +550,11 @@ func parseNFSRoot(cmdline string) (nfsRoot, error) {
 // working set: the directories systemd and udev list, then the files,
 // env.readers at a time, each LOOKUP component by component with a
 // dentry cache, as the kernel client does.
-func (p *pi) nfsBoot(ctx context.Context, cmdline string, env *bootEnv, res *bootResult) (int, error) {
+func (p *pi) nfsBoot(ctx context.Context, cmdline string, env *bootEnv, pc *pacer, res *bootResult) (int, error) {
 	t := time.Now()
+	if err := pc.sleep(ctx, stMount, pc.mount()); err != nil {
+		return stMount, err
+	}
 	root, err := parseNFSRoot(cmdline)
 	if err != nil {
 		return stMount, err
@@ -551,9 +624,18 @@ func (p *pi) nfsBoot(ctx context.Context, cmdline string, env *bootEnv, res *boo
 			}
 		}()
 	}
+	// With -pace real, file i is wanted no earlier than i/n of the way
+	// through the userspace span (systemd and udev start programs at
+	// their own pace); a server that keeps up ends the stage near span.
+	span := pc.span()
 	var ferr error
 feed:
-	for _, f := range env.set {
+	for i, f := range env.set {
+		if span > 0 {
+			if ferr = pc.until(ctx, stRead, t.Add(span*time.Duration(i)/time.Duration(len(env.set)))); ferr != nil {
+				break
+			}
+		}
 		select {
 		case next <- f:
 		case ferr = <-errc:

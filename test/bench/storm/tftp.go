@@ -45,6 +45,9 @@ type tftpClient struct {
 	rto     time.Duration
 	retries int
 	buf     []byte
+	// onData, when set, is called with the bytes received so far before
+	// each DATA block of a download is ACKed: the Pi's own pace.
+	onData func(got int64)
 	// Counters for the report.
 	retransmits int
 }
@@ -182,6 +185,9 @@ func (c *tftpClient) get(name string, opts []string, mode fetchMode, keepData bo
 			res.size += int64(len(data))
 			if keepData && res.size <= 64<<10 {
 				res.data = append(res.data, data...)
+			}
+			if c.onData != nil {
+				c.onData(res.size)
 			}
 			last, lastTo, tries = ack(block), peer, 0
 			if err := c.send(peer, last); err != nil {
