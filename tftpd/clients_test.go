@@ -140,10 +140,11 @@ func TestIPXEChain(t *testing.T) {
 		return b.Bytes()
 	}
 	script := string(get("boot.ipxe"))
-	kernel := regexp.MustCompile(`(?m)^kernel (\S+) (.*)$`).FindStringSubmatch(script)
-	initrd := regexp.MustCompile(`(?m)^initrd (\S+)$`).FindStringSubmatch(script)
-	if !strings.HasPrefix(script, "#!ipxe\n") || kernel == nil || initrd == nil || !strings.HasSuffix(script, "boot\n") {
-		t.Fatalf("script:\n%s", script)
+	kernel := regexp.MustCompile(`(?m)^kernel (\S+) (.*) \|\| kernel (\S+) (.*)$`).FindStringSubmatch(script)
+	initrd := regexp.MustCompile(`(?m)^initrd (\S+) \|\| initrd (\S+)$`).FindStringSubmatch(script)
+	if !strings.HasPrefix(script, "#!ipxe\n") || kernel == nil || initrd == nil || !strings.HasSuffix(script, "boot\n") ||
+		kernel[1] != kernel[3] || kernel[2] != kernel[4] || initrd[1] != initrd[2] {
+		t.Fatalf("script (each download once more on failure):\n%s", script)
 	}
 	if want := "initrd=initrd.img root=/dev/nfs nfsroot=127.0.0.1:/nodes/vm1,vers=3,tcp,port=20490,mountport=20490,nolock rw ip=dhcp rootwait console=ttyS0"; kernel[2] != want {
 		t.Errorf("kernel args %q, want %q", kernel[2], want)

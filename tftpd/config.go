@@ -39,6 +39,15 @@ type Config struct {
 	// CacheMaxFileBytes: larger files are read from disk on each transfer.
 	// Default 64 MiB.
 	CacheMaxFileBytes int64
+	// Window is how many blocks go out before their ACKs are awaited, for
+	// clients shown to take blocks ahead of their ACKs: WindowClients and
+	// nodes booting through iPXE (see window.go). Raspberry Pis are always
+	// sent one block at a time. Default 8 (at most 60); 1 or negative:
+	// every client lock-step.
+	Window int
+	// WindowClients are IPv4 prefixes always sent windowed (PCs running
+	// iPXE, curl or tftp-hpa), in addition to the learned iPXE nodes.
+	WindowClients []netip.Prefix
 	// Routes replaces the default routing (DefaultRoutes with the kernel's
 	// neighbour table of the listening namespace). Nil = default.
 	Routes []Route
@@ -62,6 +71,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxTransfersPerClient <= 0 {
 		c.MaxTransfersPerClient = 8
+	}
+	if c.Window == 0 {
+		c.Window = 8
+	}
+	if c.Window > 60 {
+		return c, fmt.Errorf("tftpd: Window %d above pin/tftp's maximum of 60 blocks", c.Window)
 	}
 	if c.NFSPort == 0 {
 		c.NFSPort = 2049

@@ -38,6 +38,7 @@ func (o Outcome) Failed() bool {
 
 type metrics struct {
 	transfers  *prometheus.CounterVec
+	windowed   prometheus.Counter
 	sentBytes  prometheus.Counter
 	duration   *prometheus.HistogramVec
 	active     prometheus.Gauge
@@ -50,6 +51,10 @@ func newMetrics(reg prometheus.Registerer, cache *contentCache) (*metrics, error
 			Namespace: "pictl", Subsystem: "tftp", Name: "requests_total",
 			Help: "TFTP requests by outcome (ok, not_found, early_abort = Pi tsize probe, timeout, ...).",
 		}, []string{"outcome"}),
+		windowed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "pictl", Subsystem: "tftp", Name: "windowed_requests_total",
+			Help: "TFTP read requests served by the windowed sender (blocks ahead of ACKs); the rest are lock-step.",
+		}),
 		sentBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "pictl", Subsystem: "tftp", Name: "sent_bytes_total",
 			Help: "File bytes sent in TFTP DATA packets (payload, without retransmissions).",
@@ -75,7 +80,7 @@ func newMetrics(reg prometheus.Registerer, cache *contentCache) (*metrics, error
 		Namespace: "pictl", Subsystem: "tftp", Name: "cache_bytes",
 		Help: "Boot file bytes held in memory.",
 	}, func() float64 { return float64(cache.size()) })
-	for _, c := range []prometheus.Collector{m.transfers, m.sentBytes, m.duration, m.active, m.badPackets, cacheBytes} {
+	for _, c := range []prometheus.Collector{m.transfers, m.windowed, m.sentBytes, m.duration, m.active, m.badPackets, cacheBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register tftpd metrics: %w", err)
 		}

@@ -128,8 +128,12 @@ func renderIPXE(n Node, nfs nfsTarget) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString("#!ipxe\n")
 	fmt.Fprintf(&b, "# pictl: node %s, image %s\n", n.Name, n.Image.Name)
-	fmt.Fprintf(&b, "kernel %s %s\n", kernel, strings.Join(args, " "))
-	fmt.Fprintf(&b, "initrd %s\n", initrd)
+	// Each download is tried twice: a windowed transfer that fails moves
+	// the client to lock-step (window.go), so the second try gets through
+	// a lossy link.
+	kernelCmd := fmt.Sprintf("kernel %s %s", kernel, strings.Join(args, " "))
+	fmt.Fprintf(&b, "%s || %s\n", kernelCmd, kernelCmd)
+	fmt.Fprintf(&b, "initrd %s || initrd %s\n", initrd, initrd)
 	b.WriteString("boot\n")
 	return b.Bytes(), nil
 }

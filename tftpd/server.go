@@ -13,6 +13,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/bpf"
 
 	"github.com/pictl/pictl/internal/neigh"
 )
@@ -30,9 +31,13 @@ type Server struct {
 	limit  clientLimiter
 	seen   unknownLog
 
-	conn  *net.UDPConn
-	netns *os.File
-	arp   *neigh.ARPTable
+	conn *net.UDPConn
+	// wconn is the windowed server's socket, in conn's reuseport group;
+	// nil when every client is served lock-step.
+	wconn  *net.UDPConn
+	window *windowClients
+	netns  *os.File
+	arp    *neigh.ARPTable
 
 	ctx context.Context // Serve's, for handlers
 }
@@ -90,23 +95,64 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("tftpd: %w", err)
 	}
-	conn, err := net.ListenUDP("udp4", addr)
+	conn, wconn, err := s.listenSockets(addr)
 	if err != nil {
 		if ns != nil {
 			ns.Close()
 		}
 		return fmt.Errorf("tftpd: %w", err)
 	}
-	// Room for a boot storm's burst of requests while the request loop is
-	// busy opening transfer sockets.
-	_ = conn.SetReadBuffer(1 << 20)
-	s.conn, s.netns = conn, ns
+	s.conn, s.wconn, s.netns = conn, wconn, ns
 	if arp, err := neigh.OpenARPTable(); err == nil {
 		s.arp = arp
 	} else {
 		s.log.Warn("no neighbour table: clients without a lease or reservation are not recognised by MAC", "err", err)
 	}
 	return nil
+}
+
+// listenSockets opens the lock-step socket and, when windowed sending is
+// on, the windowed one in the same reuseport group, steering program
+// attached before the second socket joins (until then every request must
+// reach the lock-step server).
+func (s *Server) listenSockets(addr *net.UDPAddr) (conn, wconn *net.UDPConn, err error) {
+	if s.cfg.Window < 2 {
+		conn, err = net.ListenUDP("udp4", addr)
+		if err == nil {
+			// Room for a boot storm's burst of requests while the request
+			// loop is busy opening transfer sockets.
+			_ = conn.SetReadBuffer(1 << 20)
+		}
+		return conn, nil, err
+	}
+	window, err := newWindowClients(s.cfg.WindowClients)
+	if err != nil {
+		return nil, nil, err
+	}
+	lc := net.ListenConfig{Control: reusePort}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", addr.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	conn = pc.(*net.UDPConn)
+	window.attach = func(prog []bpf.RawInstruction) error { return attachSteering(conn, prog) }
+	window.mu.Lock()
+	err = window.attachLocked()
+	window.mu.Unlock()
+	if err == nil {
+		// The same port, also when addr asked for any.
+		pc, err = lc.ListenPacket(context.Background(), "udp4", conn.LocalAddr().String())
+	}
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	wconn = pc.(*net.UDPConn)
+	for _, c := range []*net.UDPConn{conn, wconn} {
+		_ = c.SetReadBuffer(1 << 20)
+	}
+	s.window = window
+	return conn, wconn, nil
 }
 
 // Addr is the listening address (after Listen).
@@ -138,7 +184,44 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer s.closeAll()
 	s.ctx = ctx
 
-	srv := tftp.NewServer(s.handleRead, s.handleWrite)
+	type served struct {
+		srv  *tftp.Server
+		conn *net.UDPConn
+	}
+	servers := []served{{s.newPinServer(false), s.conn}}
+	if s.wconn != nil {
+		servers = append(servers, served{s.newPinServer(true), s.wconn})
+	}
+	done := make(chan error, len(servers))
+	for _, sv := range servers {
+		go func() { done <- runInNetns(s.netns, func() error { return sv.srv.Serve(sv.conn) }) }()
+	}
+	window := 1
+	if s.wconn != nil {
+		window = s.cfg.Window
+	}
+	s.log.Info("tftp serving", "addr", s.conn.LocalAddr().String(), "max_blksize", s.cfg.MaxBlockSize,
+		"window", window, "window_clients", len(s.cfg.WindowClients))
+
+	var err error
+	select {
+	case err = <-done:
+		err = fmt.Errorf("tftpd: %w", err)
+	case <-ctx.Done():
+	}
+	for _, sv := range servers {
+		sv.srv.Shutdown()
+	}
+	return err
+}
+
+// newPinServer is one of the two library servers: lock-step, or windowed.
+func (s *Server) newPinServer(windowed bool) *tftp.Server {
+	read := s.handleRead
+	if windowed {
+		read = s.handleWindowedRead
+	}
+	srv := tftp.NewServer(read, s.handleWrite)
 	srv.SetTimeout(s.cfg.Timeout)
 	srv.SetRetries(s.cfg.Retries)
 	srv.SetBlockSize(s.cfg.MaxBlockSize)
@@ -146,24 +229,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	// (the library's default backoff) only stalls the client.
 	srv.SetBackoff(func(int) time.Duration { return 0 })
 	srv.SetHook(loopHook{s})
-
-	done := make(chan error, 1)
-	go func() { done <- runInNetns(s.netns, func() error { return srv.Serve(s.conn) }) }()
-	s.log.Info("tftp serving", "addr", s.conn.LocalAddr().String(), "max_blksize", s.cfg.MaxBlockSize)
-
-	select {
-	case err := <-done:
-		return fmt.Errorf("tftpd: %w", err)
-	case <-ctx.Done():
-		srv.Shutdown()
-		<-done
-		return nil
+	if windowed {
+		srv.SetAnticipate(uint(s.cfg.Window))
 	}
+	return srv
 }
 
 func (s *Server) closeAll() {
-	if s.conn != nil {
-		s.conn.Close()
+	for _, c := range []*net.UDPConn{s.conn, s.wconn} {
+		if c != nil {
+			c.Close()
+		}
 	}
 	if s.netns != nil {
 		s.netns.Close()

@@ -22,6 +22,8 @@ type transfer struct {
 	outcome Outcome
 	err     error // why, for the log (never sent)
 	start   time.Time
+	// windowed: sent by the windowed server (blocks ahead of ACKs).
+	windowed bool
 }
 
 // clientMessage is the only text a client ever sees: no host paths, no
@@ -45,8 +47,15 @@ type clientError struct{ msg string }
 func (e clientError) Error() string { return e.msg }
 
 func (s *Server) handleRead(name string, rf io.ReaderFrom) error {
+	return s.read(&transfer{raw: name, start: time.Now()}, rf)
+}
+
+func (s *Server) handleWindowedRead(name string, rf io.ReaderFrom) error {
+	return s.read(&transfer{raw: name, start: time.Now(), windowed: true}, rf)
+}
+
+func (s *Server) read(t *transfer, rf io.ReaderFrom) error {
 	ot := rf.(tftp.OutgoingTransfer)
-	t := &transfer{raw: name, start: time.Now()}
 	ra := ot.RemoteAddr()
 	t.req.Client = addrFromIP(ra.IP)
 	if pi, ok := rf.(tftp.RequestPacketInfo); ok {
@@ -90,6 +99,7 @@ func (s *Server) serveRead(t *transfer, rf io.ReaderFrom, ot tftp.OutgoingTransf
 		return
 	}
 	t.known = true
+	s.steer(t)
 
 	nfs := nfsTarget{Server: s.cfg.NFSServer, Port: s.cfg.NFSPort, Export: exportOf(t.target.Node)}
 	if !nfs.Server.IsValid() {
@@ -174,6 +184,9 @@ func (s *Server) reportUnknown(t *transfer, e *UnknownClientError) {
 func (s *Server) finish(t *transfer) {
 	d := time.Since(t.start)
 	s.m.transfers.WithLabelValues(string(t.outcome)).Inc()
+	if t.windowed {
+		s.m.windowed.Inc()
+	}
 	s.m.sentBytes.Add(float64(t.sent))
 	if t.sent > 0 || t.outcome == OutcomeOK {
 		s.m.duration.WithLabelValues(string(t.outcome)).Observe(d.Seconds())
@@ -186,6 +199,9 @@ func (s *Server) finish(t *transfer) {
 		slog.Int64("bytes", t.sent),
 		slog.Duration("duration", d),
 	}
+	if t.windowed {
+		attrs = append(attrs, slog.Bool("windowed", true))
+	}
 	if t.known {
 		attrs = append(attrs, slog.String("node", t.target.Node.Name), slog.String("mac", macString(t.target.Node.MAC)))
 	}
@@ -197,6 +213,7 @@ func (s *Server) finish(t *transfer) {
 		level = slog.LevelWarn
 	}
 	s.log.LogAttrs(s.ctx, level, "tftp transfer", attrs...)
+	s.demoteFailed(t)
 
 	if !t.known || !(t.outcome == OutcomeOK || t.outcome.Failed()) {
 		return

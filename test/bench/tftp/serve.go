@@ -8,8 +8,10 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"runtime/pprof"
 	"syscall"
 
@@ -36,6 +38,7 @@ func servePictl(args []string) {
 	cache := fs.Bool("cache", true, "keep boot files in memory")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here")
 	debug := fs.Bool("debug", false, "log every transfer")
+	windowClients := fs.String("window-clients", "", "comma-separated prefixes sent windowed (tftpd.Config.WindowClients)")
 	fs.Parse(args)
 
 	level := slog.LevelWarn
@@ -46,6 +49,16 @@ func servePictl(args []string) {
 	cfg := tftpd.Config{Addr: *addr}
 	if !*cache {
 		cfg.CacheBytes = -1
+	}
+	for _, p := range strings.Split(*windowClients, ",") {
+		if p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cfg.WindowClients = append(cfg.WindowClients, prefix)
 	}
 	node := tftpd.Node{Name: "bench", Netboot: true, Image: tftpd.Image{Name: "bench", Kind: tftpd.ImagePi, BootDir: *dir}}
 	srv, err := tftpd.New(cfg, anyClient{node}, nil, logger, nil)
