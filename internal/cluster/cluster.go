@@ -18,6 +18,7 @@ type Cluster struct {
 	Controller Controller          `yaml:"controller"`
 	Ports      Ports               `yaml:"ports"`
 	DHCP       DHCP                `yaml:"dhcp"`
+	TFTP       TFTP                `yaml:"tftp"`
 	Discovery  DiscoveryPolicy     `yaml:"discovery"`
 	Images     map[string]*Image   `yaml:"images"`
 	Nodes      map[string]*Node    `yaml:"nodes"`
@@ -68,6 +69,18 @@ type DHCP struct {
 	Domain   string       `yaml:"domain"`
 	Lease    Duration     `yaml:"lease"`
 	Pi3Delay *Duration    `yaml:"pi3_delay"` // reply delay for b8:27:eb Pi 3s; nil = default 2s
+}
+
+// TFTP holds the TFTP server settings.
+type TFTP struct {
+	// Window is how many blocks go out ahead of their ACKs to clients shown
+	// to take it (nodes booting through iPXE, and WindowClients); Raspberry
+	// Pis always get one block at a time. 0 = default 8; 1 = every client
+	// lock-step; at most 60.
+	Window int `yaml:"window"`
+	// WindowClients are IPv4 prefixes always sent windowed (PCs running
+	// iPXE, curl or tftp-hpa on a link that does not lose packets).
+	WindowClients []netip.Prefix `yaml:"window_clients"`
 }
 
 // DiscoveryPolicy says what happens to a client that is not in cluster.yaml.

@@ -36,6 +36,8 @@ func decode(file string, doc *yaml.Node) (*Cluster, *source) {
 			s.decodePorts(&c.Ports, p, v)
 		case "dhcp":
 			s.decodeDHCP(&c.DHCP, p, v)
+		case "tftp":
+			s.decodeTFTP(&c.TFTP, p, v)
 		case "discovery":
 			if str, ok := s.scalar(p, v, "discovery: record"); ok {
 				c.Discovery = DiscoveryPolicy(str)
@@ -168,6 +170,51 @@ func (s *source) decodeDHCP(d *DHCP, path string, v *yaml.Node) {
 		case "pi3_delay":
 			if dur, ok := s.duration(p, v, "pi3_delay: 2s"); ok {
 				d.Pi3Delay = &dur
+			}
+		}
+	})
+}
+
+func (s *source) decodeTFTP(t *TFTP, path string, v *yaml.Node) {
+	s.mapping(path, v, secTFTP, "", func(key, p string, _, v *yaml.Node) {
+		switch key {
+		case "window":
+			str, ok := s.scalar(p, v, "window: 8")
+			if !ok {
+				return
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(str))
+			if err != nil || n < 1 || n > 60 {
+				s.bad[p] = true
+				s.errAt(v, "write 1 (every client one block at a time) to 60, or remove the line for the default 8",
+					"tftp.window %q is not a number of blocks from 1 to 60", str)
+				return
+			}
+			t.Window = n
+		case "window_clients":
+			for _, item := range s.list(p, v, "window_clients: [10.99.0.64/26]") {
+				str, ok := s.scalar(item.path, item.node, "window_clients: [10.99.0.64/26]")
+				if !ok {
+					continue
+				}
+				pfx, err := netip.ParsePrefix(strings.TrimSpace(str))
+				if err != nil {
+					if a, aerr := netip.ParseAddr(strings.TrimSpace(str)); aerr == nil && a.Is4() {
+						pfx = netip.PrefixFrom(a, 32)
+					} else {
+						s.bad[item.path] = true
+						s.errAt(s.resolve(item.node), "write an IPv4 address or prefix, e.g. 10.99.0.64/26",
+							"%s %q is not an IPv4 address or prefix", describe(item.path), str)
+						continue
+					}
+				}
+				if !pfx.Addr().Is4() {
+					s.bad[item.path] = true
+					s.errAt(s.resolve(item.node), "write an IPv4 prefix; the TFTP server listens on IPv4",
+						"%s %s is not IPv4", describe(item.path), str)
+					continue
+				}
+				t.WindowClients = append(t.WindowClients, pfx.Masked())
 			}
 		}
 	})

@@ -24,6 +24,9 @@ package cluster
 //	  domain: cluster.lan
 //	  lease: 1h                # Go duration: 90s, 30m, 1h30m
 //	  pi3_delay: 2s            # reply delay for Pi 3 boot ROMs, 0s..1m
+//	tftp:
+//	  window: 8                # blocks ahead of ACKs for iPXE nodes and window_clients; 1..60, 1 = lock-step
+//	  window_clients: [10.99.0.64/26]  # always windowed (PCs; never Raspberry Pis)
 //	discovery: record          # record | boot | ignore: what to do with unknown clients
 //	images:
 //	  NAME: {arch: arm64, boot: /abs/path, root: /abs/path, default: true, cmdline: "..."}

@@ -16,6 +16,7 @@ const (
 	secController
 	secPorts
 	secDHCP
+	secTFTP
 	secImage
 	secNode
 	secVolume
@@ -26,13 +27,15 @@ const (
 func (s section) keys() []string {
 	switch s {
 	case secTop:
-		return []string{"controller", "ports", "dhcp", "discovery", "images", "nodes", "volumes", "roles"}
+		return []string{"controller", "ports", "dhcp", "tftp", "discovery", "images", "nodes", "volumes", "roles"}
 	case secController:
 		return []string{"interface", "interfaces", "address", "state_dir", "api_socket"}
 	case secPorts:
 		return []string{"tftp", "nfs", "api", "balancer"}
 	case secDHCP:
 		return []string{"mode", "range", "router", "dns", "domain", "lease", "pi3_delay"}
+	case secTFTP:
+		return []string{"window", "window_clients"}
 	case secImage:
 		return []string{"arch", "boot", "root", "default", "cmdline"}
 	case secNode:
@@ -56,6 +59,8 @@ func (s section) what() string {
 		return "under ports"
 	case secDHCP:
 		return "under dhcp"
+	case secTFTP:
+		return "under tftp"
 	case secImage:
 		return "in an image"
 	case secNode:

@@ -19,6 +19,7 @@ func TestSchemaMatchesStructTags(t *testing.T) {
 		{secController, Controller{}, []string{"interface"}},
 		{secPorts, Ports{}, nil},
 		{secDHCP, DHCP{}, nil},
+		{secTFTP, TFTP{}, nil},
 		{secImage, Image{}, nil},
 		{secNode, Node{}, []string{"mac", "macs"}},
 		{secVolume, Volume{}, nil},

@@ -85,7 +85,7 @@ func dump(c *Cluster) any {
 		nodes[name] = v
 	}
 	return map[string]any{
-		"Controller": c.Controller, "Ports": c.Ports, "DHCP": c.DHCP, "Discovery": c.Discovery,
+		"Controller": c.Controller, "Ports": c.Ports, "DHCP": c.DHCP, "TFTP": c.TFTP, "Discovery": c.Discovery,
 		"Images": c.Images, "Nodes": nodes, "Volumes": c.Volumes, "Roles": c.Roles,
 	}
 }

@@ -67,9 +67,11 @@ func (c *Controller) AddServers() error {
 	}
 	c.stages = stages
 	tsrv, err := tftpd.New(tftpd.Config{
-		Addr:      net.JoinHostPort(addr.String(), strconv.Itoa(int(cl.Ports.TFTP))),
-		NFSServer: addr,
-		NFSPort:   cl.Ports.NFS,
+		Addr:          net.JoinHostPort(addr.String(), strconv.Itoa(int(cl.Ports.TFTP))),
+		NFSServer:     addr,
+		NFSPort:       cl.Ports.NFS,
+		Window:        cl.TFTP.Window,
+		WindowClients: cl.TFTP.WindowClients,
 	}, dir, stages, c.log.With("component", "tftpd"), c.metrics)
 	if err != nil {
 		return fmt.Errorf("tftp server: %w", err)

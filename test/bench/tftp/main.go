@@ -6,8 +6,10 @@
 //
 // pictl sends windowed (8 blocks ahead of their ACKs) to clients shown to
 // take it — iPXE nodes, and configured prefixes (tftpd.Config.WindowClients);
-// curl is such a client, so the benchmark configures the client namespace's
-// prefix, as an operator would for a rack of PCs. "pictl lock-step" is the
+// curl is such a client (tftpd's TestWindowedClients), so the benchmark
+// configures the client namespace's prefix. On a lossy link the library's
+// window fails a transfer and pictl moves the client to lock-step
+// (TestWindowedFailureDemotesToLockStep); the veth here loses nothing. "pictl lock-step" is the
 // same server with nothing configured: what a Raspberry Pi gets (the Pi
 // firmware is not shown to take a window), and what the bare library does
 // (session 3 measured bare pin/tftp equal to it on every row; -bare adds it).
