@@ -183,6 +183,7 @@ type runResult struct {
 	failed  int
 	stats   procStats     // peak RSS at the end, CPU during the storm
 	client  time.Duration // the simulator's own CPU during the storm
+	busy    time.Duration // the whole machine's busy CPU during the storm (other load included)
 	err     error
 	logPath string
 	round   int
@@ -333,7 +334,7 @@ func storm(ctx context.Context, log *slog.Logger, s server, pis []*pi, env *boot
 		r.err = err
 		return r
 	}
-	clientBefore := selfCPU()
+	clientBefore, busyBefore := selfCPU(), machineBusy()
 	bctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -356,6 +357,7 @@ func storm(ctx context.Context, log *slog.Logger, s server, pis []*pi, env *boot
 	}
 	r.stats = procStats{hwmKB: after.hwmKB, cpu: after.cpu - before.cpu}
 	r.client = selfCPU() - clientBefore
+	r.busy = machineBusy() - busyBefore
 	var first, last time.Time
 	for _, b := range r.boots {
 		if !b.ok {
@@ -428,7 +430,7 @@ func printRun(r *runResult, verbose bool) {
 			fmt.Printf(" %s %s", stageNames[i], secs(own[i]))
 		}
 	}
-	fmt.Printf("\n    server CPU %.1f s, simulator CPU %.1f s (of %.0f CPU-seconds the machine had)", r.stats.cpu.Seconds(), r.client.Seconds(), r.allUp.Seconds()*float64(runtime.NumCPU()))
+	fmt.Printf("\n    server CPU %.1f s, simulator CPU %.1f s, machine busy %.1f s (of %.0f CPU-seconds the machine had)", r.stats.cpu.Seconds(), r.client.Seconds(), r.busy.Seconds(), r.allUp.Seconds()*float64(runtime.NumCPU()))
 	fmt.Printf("\n    DHCP %d sent/%d replies, TFTP %d files %.0f MB, %d not-found answers, %d retransmits; NFS %.0f MB; %d boot restarts\n",
 		dhcpSent, dhcpReplies, files, float64(tbytes)/1e6, missing, retrans, float64(nbytes)/1e6, restarts)
 	slow := map[string]int{}
@@ -524,7 +526,8 @@ func printTable(o options, pace string, results []*runResult, wsFiles int, wsByt
 
 // printStages shows where the time of the median runs went: each stage's
 // mean per Pi and, paced, how much of it was the Pi's own modelled time
-// (the rest is waiting for the server and the network).
+// (the rest is waiting for the server, the network and the CPUs). A TFTP
+// download counts size/rate as the Pi's own (or less, if it was faster).
 func printStages(order []string, byKey map[string]*runResult) {
 	fmt.Printf("Where the time goes, mean s per Pi (median run): stage total")
 	if r := byKey[order[0]]; r != nil && r.pace == "real" {
@@ -617,6 +620,31 @@ func selfCPU() time.Duration {
 		}
 	}
 	return total
+}
+
+// machineBusy is the CPU time all CPUs spent not idle since boot (user,
+// system, interrupts and softirq, whoever they were for): it tells a
+// storm limited by the machine from one limited by the server. 0 when
+// /proc/stat cannot be read.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * 10 * time.Millisecond // USER_HZ = 100
 }
 
 func firstLine(err error) string {

@@ -32,11 +32,13 @@ import (
 //	             bootloader UART log with timestamps
 //	[xt50]       github.com/xen-troops/meta-xt-prod-devel-rpi5/issues/50: a
 //	             Pi 5's bootloader UART log with timestamps
+//	[fw1041]     github.com/raspberrypi/firmware/issues/1041: tcpdump of a
+//	             Pi 3B+'s RRQs (bootcode.bin, then tsize-only requests)
 //	[fw1292]     github.com/raspberrypi/firmware/issues/1292: a Pi 3's
 //	             start.elf log, cmdline.txt to kernel
 //	[fw935]      github.com/raspberrypi/firmware/issues/935 and
-//	[fw1362]     .../issues/1362, [fw1605] .../issues/1605: dnsmasq logs of
-//	             Pi 2/3 netboots (1 s resolution)
+//	[fw1605]     .../issues/1605: dnsmasq logs of Pi 2/3 netboots (1 s
+//	             resolution)
 //	[pivccu46]   github.com/alexreinert/piVCCU/issues/46: a Pi 3 NFS-root
 //	             kernel log (IP-Config, VFS: Mounted root)
 //	[tankado]    tankado.com "Raspberry Pi'ın açılış başarımını analiz
@@ -77,7 +79,7 @@ type modelPace struct {
 func defaultPace() [numModels]modelPace {
 	p3 := modelPace{
 		powerOn:   1 * time.Second,                          // no figure
-		request:   400 * time.Microsecond,                   // [eeprom74] Pi 4 probe RRQs 0.4 ms apart
+		request:   400 * time.Microsecond,                   // [eeprom74] Pi 4 probe RRQs 0.4 ms apart; [fw1041] Pi 3B+ 0.4-7 ms
 		afterFile: 40 * time.Millisecond,                    // [eeprom87] smallest gap between two downloads
 		rate:      [numLoaders]float64{4.9e6, 4.9e6, 4.9e6}, // no Pi 3 figure: the Pi 4's fastest ([eeprom87]); [fw935] shows >= 1 MB/s
 		preKernel: 2 * time.Second,                          // [fw1292] 2.06 s cmdline.txt to kernel (Pi 3); [eeprom87] 2.08 s (Pi 4)
@@ -85,7 +87,7 @@ func defaultPace() [numModels]modelPace {
 		mount:     30 * time.Millisecond,                    // [pivccu46] IP-Config 6.44 s, root mounted 6.47 s
 		userspace: 5 * time.Second,                          // no figure for an NFS root: [tankado] 27 s, [juju] 7.4 s to local-fs
 		loaderStart: [numLoaders]time.Duration{
-			ldBootcode: 100 * time.Millisecond, // no figure; [fw1362] bootcode.bin sent and its DHCP in the same second
+			ldBootcode: 100 * time.Millisecond, // [fw1041] bootsig.bin RRQ 55.496 to the start.elf probe 55.606
 			ldElf:      180 * time.Millisecond, // [eeprom87] fixup4.dat done 14.673 to config.txt done 14.852 (start4.elf)
 		},
 	}
