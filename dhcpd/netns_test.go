@@ -619,6 +619,11 @@ func TestNetnsRAResponder(t *testing.T) {
 	if len(got) > 16 && got[16] == 3 {
 		t.Error("RA carries a prefix option")
 	}
+	// The responder counts an answer after sending it: the RA can arrive
+	// first.
+	for deadline := time.Now().Add(2 * time.Second); ra.Answers() == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if ra.Answers() == 0 {
 		t.Error("Answers() = 0")
 	}
