@@ -430,7 +430,8 @@ func printRun(r *runResult, verbose bool) {
 			fmt.Printf(" %s %s", stageNames[i], secs(own[i]))
 		}
 	}
-	fmt.Printf("\n    server CPU %.1f s, simulator CPU %.1f s, machine busy %.1f s (of %.0f CPU-seconds the machine had)", r.stats.cpu.Seconds(), r.client.Seconds(), r.busy.Seconds(), r.allUp.Seconds()*float64(runtime.NumCPU()))
+	fmt.Printf("\n    server CPU %.1f s, simulator CPU %.1f s, machine busy %.1f s of %.0f CPU-seconds (%.1f s neither: other processes, kernel threads)",
+		r.stats.cpu.Seconds(), r.client.Seconds(), r.busy.Seconds(), r.allUp.Seconds()*float64(runtime.NumCPU()), max(0, (r.busy-r.stats.cpu-r.client).Seconds()))
 	fmt.Printf("\n    DHCP %d sent/%d replies, TFTP %d files %.0f MB, %d not-found answers, %d retransmits; NFS %.0f MB; %d boot restarts\n",
 		dhcpSent, dhcpReplies, files, float64(tbytes)/1e6, missing, retrans, float64(nbytes)/1e6, restarts)
 	slow := map[string]int{}
