@@ -164,10 +164,30 @@ var (
 // packet: Pis by option 60 "PXEClient" plus the option 97 magic ("RPi4",
 // "RPi5") or a Pi MAC OUI with the ROM's option 97 forms — never by OUI
 // alone; iPXE by option 175 or 77 (its option 60 is the same as a Pi's).
-func Classify(p *dhcpv4.DHCPv4) Client {
+func Classify(p *dhcpv4.DHCPv4) Client { return classify(p.ClientHWAddr, libOptions(p.Options)) }
+
+// options is where classify reads a packet's options: the server's own
+// packet, or the library's map (Classify).
+type options interface {
+	option(code uint8) []byte
+}
+
+type libOptions dhcpv4.Options
+
+// option tells a present option with no value (non-nil, empty) from an
+// absent one (nil), as Options.Has does.
+func (o libOptions) option(code uint8) []byte {
+	v, ok := o[code]
+	if ok && v == nil {
+		return []byte{}
+	}
+	return v
+}
+
+func classify(mac net.HardwareAddr, p options) Client {
 	var c Client
-	c.VendorClass = string(p.Options.Get(dhcpv4.GenericOptionCode(optVendorClass)))
-	if arch := p.Options.Get(dhcpv4.GenericOptionCode(optClientArch)); len(arch) >= 2 {
+	c.VendorClass = string(p.option(optVendorClass))
+	if arch := p.option(optClientArch); len(arch) >= 2 {
 		c.Arch, c.HasArch = binary.BigEndian.Uint16(arch), true
 	}
 	if isIPXE(p) {
@@ -178,7 +198,7 @@ func Classify(p *dhcpv4.DHCPv4) Client {
 		c.Class = ClassOS
 		return c
 	}
-	guid := p.Options.Get(dhcpv4.GenericOptionCode(optClientGUID))
+	guid := p.option(optClientGUID)
 	if len(guid) == 17 && guid[0] == 0 {
 		// Pi 4/5 (EEPROM default since 2020): 00, fourcc, board revision
 		// (LE), low 4 bytes of the MAC, serial (LE).
@@ -194,7 +214,6 @@ func Classify(p *dhcpv4.DHCPv4) Client {
 			return c
 		}
 	}
-	mac := p.ClientHWAddr
 	if !HasPiOUI(mac) {
 		c.Class = ClassPXE
 		return c
@@ -236,19 +255,19 @@ func repeatedSerial(guid []byte) (string, bool) {
 	return fmt.Sprintf("%08x", binary.LittleEndian.Uint32(s)), true
 }
 
-func requestsRouter(p *dhcpv4.DHCPv4) bool {
-	prl := p.Options.Get(dhcpv4.OptionParameterRequestList)
+func requestsRouter(p options) bool {
+	prl := p.option(dhcpv4.OptionParameterRequestList.Code())
 	return bytes.IndexByte(prl, 1) >= 0 || bytes.IndexByte(prl, 3) >= 0
 }
 
 // isIPXE recognises iPXE by its feature option 175 or its user class 77,
 // which iPXE sends as the 4 raw bytes "iPXE" rather than RFC 3004's
 // length-prefixed form (both are accepted).
-func isIPXE(p *dhcpv4.DHCPv4) bool {
-	if p.Options.Has(dhcpv4.GenericOptionCode(optIPXEEncap)) {
+func isIPXE(p options) bool {
+	if p.option(optIPXEEncap) != nil {
 		return true
 	}
-	uc := p.Options.Get(dhcpv4.GenericOptionCode(optUserClass))
+	uc := p.option(optUserClass)
 	if bytes.Equal(uc, ipxeMarker) {
 		return true
 	}

@@ -19,8 +19,18 @@ import (
 type dhcpConn struct {
 	udp *net.UDPConn
 	pc  *ipv4.PacketConn
-	oob sync.Map // oobKey → []byte, marshalled control messages (immutable)
+	// Per-destination values every reply needs, made once: control
+	// messages by (interface, source) and socket addresses by destination
+	// (a relay's, the broadcast, a renewing client's). Both are immutable
+	// once stored; building them per reply cost three allocations.
+	mu    sync.RWMutex
+	oob   map[oobKey][]byte
+	addrs map[netip.AddrPort]*net.UDPAddr
 }
+
+// maxCachedAddrs bounds the address cache: renewing clients are
+// answered at their own addresses, so a large network would grow it.
+const maxCachedAddrs = 4096
 
 type oobKey struct {
 	ifIndex int
@@ -57,27 +67,41 @@ func listenDHCP(port int) (*dhcpConn, error) {
 		udp.Close()
 		return nil, fmt.Errorf("enable packet info on port %d: %w", port, err)
 	}
-	return &dhcpConn{udp: udp, pc: pc}, nil
+	return &dhcpConn{udp: udp, pc: pc, oob: make(map[oobKey][]byte), addrs: make(map[netip.AddrPort]*net.UDPAddr)}, nil
 }
 
-// message builds a datagram of b to dst; ifIndex (0 = routing decides)
+// message builds a datagram of bufs (one buffer, owned by the caller) to dst; ifIndex (0 = routing decides)
 // picks the outgoing interface, src (may be invalid) the source address.
-func (c *dhcpConn) message(b []byte, dst netip.AddrPort, ifIndex int, src netip.Addr) ipv4.Message {
-	m := ipv4.Message{Buffers: [][]byte{b}, Addr: net.UDPAddrFromAddrPort(dst)}
-	if ifIndex != 0 || src.IsValid() {
-		k := oobKey{ifIndex, src}
-		if v, ok := c.oob.Load(k); ok {
-			m.OOB = v.([]byte)
-		} else {
-			cm := ipv4.ControlMessage{IfIndex: ifIndex}
-			if src.IsValid() {
-				cm.Src = src.AsSlice()
-			}
-			m.OOB = cm.Marshal()
-			c.oob.Store(k, m.OOB)
-		}
+func (c *dhcpConn) message(bufs [][]byte, dst netip.AddrPort, ifIndex int, src netip.Addr) ipv4.Message {
+	k := oobKey{ifIndex, src}
+	withOOB := ifIndex != 0 || src.IsValid()
+	c.mu.RLock()
+	addr := c.addrs[dst]
+	oob := c.oob[k]
+	c.mu.RUnlock()
+	if addr != nil && (oob != nil || !withOOB) {
+		return ipv4.Message{Buffers: bufs, Addr: addr, OOB: oob}
 	}
-	return m
+	if addr == nil {
+		addr = net.UDPAddrFromAddrPort(dst)
+	}
+	if withOOB && oob == nil {
+		cm := ipv4.ControlMessage{IfIndex: ifIndex}
+		if src.IsValid() {
+			cm.Src = src.AsSlice()
+		}
+		oob = cm.Marshal()
+	}
+	c.mu.Lock()
+	if len(c.addrs) >= maxCachedAddrs {
+		clear(c.addrs)
+	}
+	c.addrs[dst] = addr
+	if withOOB {
+		c.oob[k] = oob
+	}
+	c.mu.Unlock()
+	return ipv4.Message{Buffers: bufs, Addr: addr, OOB: oob}
 }
 
 func (c *dhcpConn) close() { c.udp.Close() }

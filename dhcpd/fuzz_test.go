@@ -109,13 +109,15 @@ func FuzzClassify(f *testing.F) {
 	})
 }
 
-// parseRequest must agree with the library's FromBytes on every input.
+// parseRequest must agree with the library's FromBytes on every input,
+// and so must the getters the server uses.
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, gotErr := parseRequest(b)
+		var got packet
+		gotErr := parseRequest(&got, b)
 		want, wantErr := dhcpv4.FromBytes(b)
 		if (gotErr == nil) != (wantErr == nil) {
 			t.Fatalf("parseRequest error %v, FromBytes error %v", gotErr, wantErr)
@@ -123,18 +125,34 @@ func FuzzParseRequest(f *testing.F) {
 		if gotErr != nil {
 			return
 		}
-		if got.OpCode != want.OpCode || got.HWType != want.HWType || got.HopCount != want.HopCount ||
-			got.TransactionID != want.TransactionID || got.NumSeconds != want.NumSeconds || got.Flags != want.Flags ||
-			!got.ClientIPAddr.Equal(want.ClientIPAddr) || !got.YourIPAddr.Equal(want.YourIPAddr) ||
-			!got.ServerIPAddr.Equal(want.ServerIPAddr) || !got.GatewayIPAddr.Equal(want.GatewayIPAddr) ||
-			!bytes.Equal(got.ClientHWAddr, want.ClientHWAddr) || got.ServerHostName != want.ServerHostName ||
-			got.BootFileName != want.BootFileName || len(got.Options) != len(want.Options) {
-			t.Fatalf("parseRequest:\n%s\nFromBytes:\n%s", got, want)
+		ip := func(a [4]byte) net.IP { return net.IP(a[:]) }
+		if got.op != want.OpCode || got.htype != want.HWType || got.hops != want.HopCount ||
+			got.xid != want.TransactionID || got.secs != want.NumSeconds || got.flags != want.Flags ||
+			!ip(got.ciaddr).Equal(want.ClientIPAddr) || !ip(got.yiaddr).Equal(want.YourIPAddr) ||
+			!ip(got.siaddr).Equal(want.ServerIPAddr) || !ip(got.giaddr).Equal(want.GatewayIPAddr) ||
+			!bytes.Equal(got.chaddr, want.ClientHWAddr) || len(got.opts) != len(want.Options) {
+			t.Fatalf("parseRequest: %+v\nFromBytes:\n%s", got, want)
 		}
 		for c, v := range want.Options {
-			if !bytes.Equal(got.Options[c], v) {
-				t.Fatalf("option %d: %x, FromBytes %x", c, got.Options[c], v)
+			if g := got.option(c); !bytes.Equal(g, v) || g == nil {
+				t.Fatalf("option %d: %x, FromBytes %x", c, g, v)
 			}
+		}
+		wantReq := want.IsOptionRequested(dhcpv4.OptionBootfileName)
+		if prl, ok := want.Options[55]; ok && len(prl) == 0 {
+			// An empty option 55 asks for nothing (as the server has always
+			// read it); the library stores an empty option as nil and so
+			// reads it as absent: everything requested.
+			wantReq = false
+		}
+		if got.messageType() != want.MessageType() || got.requested() != addrOf(want.RequestedIPAddress()) ||
+			got.serverID() != addrOf(want.ServerIdentifier()) || got.clientIP() != addrOf(want.ClientIPAddr) ||
+			got.gateway() != addrOf(want.GatewayIPAddr) || got.hostName() != want.HostName() ||
+			got.optionRequested(67) != wantReq {
+			t.Fatalf("getters disagree: %+v\nFromBytes:\n%s", got, want)
+		}
+		if classify(got.chaddr, &got) != Classify(want) {
+			t.Fatalf("classify: %+v, Classify: %+v", classify(got.chaddr, &got), Classify(want))
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -36,11 +37,13 @@ type reply struct {
 	received time.Time
 	conn     *dhcpConn // the socket the request came in on
 	wire     []byte    // msg encoded, once it is final
+	sid      [4]byte   // option 54's value
+	bufs     [1][]byte // the datagram's buffer list, for sendBatch
 }
 
 // request bundles what every decision needs.
 type request struct {
-	pkt     *dhcpv4.DHCPv4
+	pkt     *packet // &p
 	typ     dhcpv4.MessageType
 	client  Client
 	mac     hwKey
@@ -51,6 +54,8 @@ type request struct {
 	cfg     *settings
 	now     time.Time
 	relayed bool
+	inv     packetIn // *in, without the data
+	p       packet
 }
 
 var (
@@ -63,13 +68,18 @@ var (
 // malformed).
 func (s *Server) handle(in *packetIn) (*reply, *request, string) {
 	cfg := s.cfg.Load()
-	pkt, err := parseRequest(in.data)
-	if err != nil || pkt.OpCode != dhcpv4.OpcodeBootRequest || len(pkt.ClientHWAddr) == 0 {
+	// The request carries its own copies of in and the datagram: in.data
+	// is the reader's buffer, reused by the next read, and one allocation
+	// per packet is all handle costs the garbage collector.
+	r := &request{inv: *in, cfg: cfg}
+	r.in, r.pkt = &r.inv, &r.p
+	r.inv.data = nil
+	pkt := r.pkt
+	if err := parseRequest(pkt, in.data); err != nil || pkt.op != dhcpv4.OpcodeBootRequest || len(pkt.chaddr) == 0 {
 		s.metrics.malformed.Inc()
 		return nil, nil, ""
 	}
-	typ := pkt.MessageType()
-	r := &request{pkt: pkt, typ: typ, mac: keyOf(pkt.ClientHWAddr), in: in, cfg: cfg, now: cfg.Now()}
+	r.typ, r.mac, r.now = pkt.messageType(), keyOf(pkt.chaddr), cfg.Now()
 	if s.ifaces != nil {
 		r.ifc = s.ifaces.get(in.ifIndex)
 	}
@@ -88,12 +98,12 @@ func (s *Server) decide(r *request) (*reply, string) {
 	if !s.servesInterface(r.ifc) {
 		return nil, outNotForUs
 	}
-	r.client = Classify(pkt)
+	r.client = classify(pkt.chaddr, pkt)
 	if !s.limiter.allow(r.mac, r.now) {
 		return nil, outRateLimited
 	}
-	r.relayed = addrOf(pkt.GatewayIPAddr).IsValid() && in != nil
-	r.node, r.known = s.nodes.ByMAC(pkt.ClientHWAddr)
+	r.relayed = pkt.gateway().IsValid() && in != nil
+	r.node, r.known = s.nodes.ByMAC(pkt.chaddr)
 
 	// A Pi 4 REQUEST may lack option 60 (rpi-eeprom#87): it is still the
 	// bootloader we offered to, not the OS.
@@ -131,7 +141,7 @@ func (s *Server) handleFull(r *request) (*reply, string) {
 	if !boots && !r.known && cfg.IgnoreOthers {
 		return nil, outIgnoredOther
 	}
-	giaddr := addrOf(r.pkt.GatewayIPAddr)
+	giaddr := r.pkt.gateway()
 	sub := cfg.subnetFor(giaddr, r.ifc)
 	if sub == nil {
 		return nil, outNoSubnet
@@ -148,7 +158,7 @@ func (s *Server) handleFull(r *request) (*reply, string) {
 		return s.release(r, serverIP)
 	case dhcpv4.MessageTypeInform:
 		rep := s.newReply(r, dhcpv4.MessageTypeAck, serverIP)
-		rep.msg.ciaddr = addrOf(r.pkt.ClientIPAddr)
+		rep.msg.ciaddr = r.pkt.clientIP()
 		s.addNetworkOptions(&rep.msg, r, sub, serverIP, false)
 		s.addBootOptions(&rep.msg, r, serverIP)
 		return rep, outAck
@@ -161,14 +171,14 @@ func (s *Server) discover(r *request, sub *subnetSettings, serverIP netip.Addr) 
 	if !r.known {
 		node = Node{}
 	}
-	requested := addrOf(r.pkt.RequestedIPAddress())
+	requested := r.pkt.requested()
 	ip, err := s.leases.offer(sub, r.mac, node, requested, r.client.Class, r.now, r.cfg.OfferHold)
 	if err != nil {
-		s.log.Warn("no address to offer", "mac", r.pkt.ClientHWAddr.String(), "node", node.Name, "subnet", sub.Network.String(), "error", err)
+		s.log.Warn("no address to offer", "mac", r.pkt.chaddr.String(), "node", node.Name, "subnet", sub.Network.String(), "error", err)
 		return nil, outNoAddress
 	}
 	if node.IP.IsValid() && ip != node.IP {
-		s.log.Warn("reserved address unavailable, offering a pool address", "node", node.Name, "mac", r.pkt.ClientHWAddr.String(), "reserved", node.IP.String(), "offered", ip.String())
+		s.log.Warn("reserved address unavailable, offering a pool address", "node", node.Name, "mac", r.pkt.chaddr.String(), "reserved", node.IP.String(), "offered", ip.String())
 	}
 	rep := s.newReply(r, dhcpv4.MessageTypeOffer, serverIP)
 	rep.msg.yiaddr = ip
@@ -194,9 +204,9 @@ func (s *Server) discover(r *request, sub *subnetSettings, serverIP netip.Addr) 
 // request handles DHCPREQUEST in its four RFC 2131 §4.3.2 states.
 func (s *Server) request(r *request, sub *subnetSettings, serverIP netip.Addr) (*reply, string) {
 	pkt := r.pkt
-	sid := addrOf(pkt.ServerIdentifier())
-	requested := addrOf(pkt.RequestedIPAddress())
-	ciaddr := addrOf(pkt.ClientIPAddr)
+	sid := pkt.serverID()
+	requested := pkt.requested()
+	ciaddr := pkt.clientIP()
 	var ip netip.Addr
 	switch {
 	case sid.IsValid(): // SELECTING
@@ -230,7 +240,7 @@ func (s *Server) request(r *request, sub *subnetSettings, serverIP netip.Addr) (
 	}
 	rep := s.newReply(r, dhcpv4.MessageTypeAck, serverIP)
 	rep.msg.yiaddr = ip
-	rep.msg.ciaddr = addrOf(pkt.ClientIPAddr)
+	rep.msg.ciaddr = pkt.clientIP()
 	s.addNetworkOptions(&rep.msg, r, sub, serverIP, true)
 	s.addBootOptions(&rep.msg, r, serverIP)
 	if l, ok := s.leases.reuse(ip, r.mac, node.Name, r.now, s.reuseAge(r.cfg)); ok {
@@ -284,10 +294,10 @@ func (s *Server) nak(r *request, serverIP netip.Addr, why string) (*reply, strin
 }
 
 func (s *Server) decline(r *request, serverIP netip.Addr) (*reply, string) {
-	if sid := addrOf(r.pkt.ServerIdentifier()); sid.IsValid() && sid != serverIP {
+	if sid := r.pkt.serverID(); sid.IsValid() && sid != serverIP {
 		return nil, outOtherServer
 	}
-	ip := addrOf(r.pkt.RequestedIPAddress())
+	ip := r.pkt.requested()
 	if !ip.IsValid() {
 		return nil, outSilent
 	}
@@ -295,7 +305,7 @@ func (s *Server) decline(r *request, serverIP netip.Addr) (*reply, string) {
 	if !ok {
 		return nil, outSilent
 	}
-	s.log.Warn("address declined by client, quarantined", "mac", r.pkt.ClientHWAddr.String(), "ip", ip.String(), "until", l.Expires)
+	s.log.Warn("address declined by client, quarantined", "mac", r.pkt.chaddr.String(), "ip", ip.String(), "until", l.Expires)
 	if !s.committer.trySubmit(commitOp{lease: &l}) {
 		s.metrics.droppedRecords.Inc()
 	}
@@ -303,10 +313,10 @@ func (s *Server) decline(r *request, serverIP netip.Addr) (*reply, string) {
 }
 
 func (s *Server) release(r *request, serverIP netip.Addr) (*reply, string) {
-	if sid := addrOf(r.pkt.ServerIdentifier()); sid.IsValid() && sid != serverIP {
+	if sid := r.pkt.serverID(); sid.IsValid() && sid != serverIP {
 		return nil, outOtherServer
 	}
-	ip := addrOf(r.pkt.ClientIPAddr)
+	ip := r.pkt.clientIP()
 	l, ok := s.leases.release(ip, r.mac, r.now)
 	if !ok {
 		return nil, outSilent
@@ -336,13 +346,13 @@ func (s *Server) handleProxy(r *request) (*reply, string) {
 		typ = dhcpv4.MessageTypeOffer
 	case r.typ == dhcpv4.MessageTypeRequest && onProxyPort:
 		typ = dhcpv4.MessageTypeAck
-	case r.typ == dhcpv4.MessageTypeRequest && addrOf(r.pkt.ServerIdentifier()) == serverIP:
+	case r.typ == dhcpv4.MessageTypeRequest && r.pkt.serverID() == serverIP:
 		typ = dhcpv4.MessageTypeAck
 	default:
 		return nil, outUnsupported
 	}
 	rep := s.newReply(r, typ, serverIP)
-	rep.msg.ciaddr = addrOf(r.pkt.ClientIPAddr)
+	rep.msg.ciaddr = r.pkt.clientIP()
 	s.addBootOptions(&rep.msg, r, serverIP)
 	if onProxyPort {
 		rep.dst, rep.ifIndex = r.in.src, 0
@@ -362,19 +372,20 @@ func (s *Server) newReply(r *request, typ dhcpv4.MessageType, serverIP netip.Add
 	rep := &reply{src: serverIP, reqType: r.typ, class: r.client.Class, received: r.in.received}
 	m := &rep.msg
 	m.init()
-	m.typ, m.hwType, m.hops, m.xid, m.flags = typ, uint8(req.HWType), req.HopCount, req.TransactionID, req.Flags
-	m.chaddr, m.giaddr = req.ClientHWAddr, addrOf(req.GatewayIPAddr)
+	m.typ, m.hwType, m.hops, m.xid, m.flags = typ, uint8(req.htype), req.hops, req.xid, req.flags
+	m.chaddr, m.giaddr = req.chaddr, req.gateway()
 	if serverIP.IsValid() {
 		m.siaddr = serverIP
-		m.set(dhcpv4.OptionServerIdentifier.Code(), serverIP.AsSlice())
+		rep.sid = serverIP.As4()
+		m.set(dhcpv4.OptionServerIdentifier.Code(), rep.sid[:])
 	}
 	// RFC 6842: echo the client identifier; RFC 3046: echo relay info.
-	for _, c := range []dhcpv4.OptionCode{dhcpv4.OptionClientIdentifier, dhcpv4.OptionRelayAgentInformation} {
-		if v := req.Options.Get(c); v != nil {
-			m.set(c.Code(), v)
+	for _, c := range [...]uint8{dhcpv4.OptionClientIdentifier.Code(), dhcpv4.OptionRelayAgentInformation.Code()} {
+		if v := req.option(c); v != nil {
+			m.set(c, v)
 		}
 	}
-	ciaddr := addrOf(req.ClientIPAddr)
+	ciaddr := req.clientIP()
 	switch {
 	case r.relayed:
 		rep.dst = netip.AddrPortFrom(m.giaddr, dhcpv4.ServerPort)
@@ -424,7 +435,7 @@ func (s *Server) addBootOptions(m *replyMsg, r *request, serverIP netip.Addr) {
 	case c.IsPi():
 		m.set(optVendorClass, []byte("PXEClient"))
 		m.set(43, r.cfg.piVendor)
-		if g := r.pkt.Options.Get(dhcpv4.GenericOptionCode(optClientGUID)); g != nil {
+		if g := r.pkt.option(optClientGUID); g != nil {
 			m.set(optClientGUID, g)
 		}
 		if serverIP.IsValid() {
@@ -432,7 +443,7 @@ func (s *Server) addBootOptions(m *replyMsg, r *request, serverIP netip.Addr) {
 		}
 	case c == ClassIPXE:
 		m.file = r.cfg.IPXEBootFile
-		if r.pkt.IsOptionRequested(dhcpv4.OptionBootfileName) {
+		if r.pkt.optionRequested(dhcpv4.OptionBootfileName.Code()) {
 			m.set(dhcpv4.OptionBootfileName.Code(), []byte(r.cfg.IPXEBootFile))
 		}
 		m.set(optIPXEEncap, ipxeNoPXEDHCP)
@@ -448,7 +459,7 @@ func (s *Server) addBootOptions(m *replyMsg, r *request, serverIP netip.Addr) {
 		if serverIP.IsValid() {
 			m.set(dhcpv4.OptionTFTPServerName.Code(), []byte(serverIP.String()))
 		}
-		if r.pkt.IsOptionRequested(dhcpv4.OptionBootfileName) {
+		if r.pkt.optionRequested(dhcpv4.OptionBootfileName.Code()) {
 			m.set(dhcpv4.OptionBootfileName.Code(), []byte(file))
 		}
 		if proxy {
@@ -463,11 +474,11 @@ func (s *Server) addBootOptions(m *replyMsg, r *request, serverIP netip.Addr) {
 func (s *Server) leaseFor(r *request, ip netip.Addr) Lease {
 	l := Lease{
 		IP:       ip,
-		MAC:      r.pkt.ClientHWAddr,
+		MAC:      slices.Clone(r.pkt.chaddr), // not a slice of the packet: the lease outlives it
 		State:    LeaseBound,
 		Expires:  r.now.Add(r.cfg.LeaseTime),
 		Granted:  r.now,
-		Hostname: r.pkt.HostName(),
+		Hostname: r.pkt.hostName(),
 		Class:    r.client.Class,
 	}
 	if r.known {
@@ -490,8 +501,8 @@ func (s *Server) logDecision(r *request, rep *reply, outcome string) {
 	if !s.log.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
-	args := []any{"mac", r.pkt.ClientHWAddr.String(), "node", r.node.Name, "message", msgName(r.typ),
-		"class", r.client.Class.String(), "outcome", outcome, "xid", r.pkt.TransactionID.String()}
+	args := []any{"mac", r.pkt.chaddr.String(), "node", r.node.Name, "message", msgName(r.typ),
+		"class", r.client.Class.String(), "outcome", outcome, "xid", r.pkt.xid.String()}
 	if rep != nil {
 		if ip := rep.msg.yiaddr; ip.IsValid() {
 			args = append(args, "ip", ip.String())
@@ -507,7 +518,7 @@ func (s *Server) logDecision(r *request, rep *reply, outcome string) {
 		args = append(args, "interface", r.ifc.name)
 	}
 	if r.relayed {
-		args = append(args, "relay", r.pkt.GatewayIPAddr.String())
+		args = append(args, "relay", r.pkt.gateway().String())
 	}
 	s.log.Debug("dhcp decision", args...)
 }

@@ -653,3 +653,29 @@ func TestLeaseReuse(t *testing.T) {
 		t.Errorf("Pi 3 repeat: first commit %v, second commit %v, lease %d", rep1.commit != nil, rep2.commit != nil, u32(opt(offer2, 51)))
 	}
 }
+
+func TestExpiryHeapOrder(t *testing.T) {
+	var h expiryHeap
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	offsets := []int{5, 1, 9, 3, 3, 7, 0, 8, 2, 6, 4, 1}
+	for i, o := range offsets {
+		h.push(base.Add(time.Duration(o)*time.Second), u32ToAddr(uint32(i)))
+	}
+	if h.due(base.Add(-time.Nanosecond).UnixNano()) {
+		t.Fatal("due before the earliest deadline")
+	}
+	prev := int64(-1 << 63)
+	for range offsets {
+		if !h.due(base.Add(time.Hour).UnixNano()) {
+			t.Fatal("not due")
+		}
+		e := h.pop()
+		if e.when < prev {
+			t.Fatalf("popped %d after %d", e.when, prev)
+		}
+		prev = e.when
+	}
+	if len(h) != 0 || h.due(base.Add(time.Hour).UnixNano()) {
+		t.Fatalf("%d left", len(h))
+	}
+}

@@ -1,7 +1,6 @@
 package dhcpd
 
 import (
-	"container/heap"
 	"errors"
 	"math/bits"
 	"net/netip"
@@ -427,12 +426,12 @@ func (t *leaseTable) decline(ip netip.Addr, mac hwKey, now, until time.Time) (Le
 
 // expire frees addresses whose offer, lease or quarantine ran out.
 func (t *leaseTable) expire(now time.Time) {
-	for len(t.timers) > 0 && !now.Before(t.timers[0].when) {
-		e := heap.Pop(&t.timers).(expiry)
-		if o := t.offers[e.ip]; o != nil && !now.Before(o.until) {
+	for n := now.UnixNano(); t.timers.due(n); {
+		ip := u32ToAddr(t.timers.pop().ip)
+		if o := t.offers[ip]; o != nil && !now.Before(o.until) {
 			t.dropOfferLocked(o, now)
 		}
-		t.refreshBit(e.ip, now)
+		t.refreshBit(ip, now)
 	}
 }
 
@@ -472,26 +471,61 @@ func (t *leaseTable) counts(now time.Time) (active, offers int) {
 	return active, offers
 }
 
+// expiry is a pending expiry: a Unix-nanosecond deadline and an IPv4
+// address as a number. It holds no pointers, so the heap (two entries per
+// lease granted, hundreds of thousands under load) costs the garbage
+// collector nothing to scan.
 type expiry struct {
-	when time.Time
-	ip   netip.Addr
+	when int64
+	ip   uint32
 }
 
-// expiryHeap orders pending expiries; entries are checked against the
-// current record when they come due, so stale ones cost nothing.
+// expiryHeap is a binary min-heap of pending expiries by deadline; entries
+// are checked against the current record when they come due, so stale
+// ones cost nothing. It is typed rather than a container/heap: that
+// interface boxes every pushed and popped entry, an allocation each.
 type expiryHeap []expiry
 
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].when.Before(h[j].when) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
+func (h *expiryHeap) push(when time.Time, ip netip.Addr) {
+	*h = append(*h, expiry{when: when.UnixNano(), ip: addrToU32(ip)})
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if q[parent].when <= q[i].when {
+			break
+		}
+		q[parent], q[i] = q[i], q[parent]
+		i = parent
+	}
 }
-func (h *expiryHeap) push(when time.Time, ip netip.Addr) { heap.Push(h, expiry{when, ip}) }
+
+// due reports whether the earliest entry's deadline is at or before now.
+func (h expiryHeap) due(now int64) bool { return len(h) > 0 && h[0].when <= now }
+
+func (h *expiryHeap) pop() expiry {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q = q[:last]
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= len(q) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(q) && q[r].when < q[l].when {
+			m = r
+		}
+		if q[i].when <= q[m].when {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
+	return top
+}
 
 func lastAddr(p netip.Prefix) netip.Addr {
 	v := addrToU32(p.Masked().Addr())

@@ -2,6 +2,7 @@ package dhcpd
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -40,10 +41,25 @@ type metrics struct {
 	// droppedRecords: discovered/release/decline records not written
 	// because the commit queue was full or the MAC table was.
 	droppedRecords prometheus.Counter
+
+	// The request counters and latency histograms each packet touches,
+	// looked up once: WithLabelValues hashes and compares every label
+	// string on every call.
+	mu        sync.RWMutex
+	counters  map[counterKey]prometheus.Counter
+	observers map[dhcpv4.MessageType]prometheus.Observer
+}
+
+type counterKey struct {
+	typ     dhcpv4.MessageType
+	class   Class
+	outcome string
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		counters:  make(map[counterKey]prometheus.Counter),
+		observers: make(map[dhcpv4.MessageType]prometheus.Observer),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pictl_dhcpd_requests_total",
 			Help: "DHCP requests handled, by message type, client class and outcome.",
@@ -125,9 +141,28 @@ func msgName(t dhcpv4.MessageType) string {
 }
 
 func (m *metrics) count(t dhcpv4.MessageType, c Class, outcome string) {
-	m.requests.WithLabelValues(msgName(t), c.String(), outcome).Inc()
+	k := counterKey{t, c, outcome}
+	m.mu.RLock()
+	ctr := m.counters[k]
+	m.mu.RUnlock()
+	if ctr == nil {
+		ctr = m.requests.WithLabelValues(msgName(t), c.String(), outcome)
+		m.mu.Lock()
+		m.counters[k] = ctr
+		m.mu.Unlock()
+	}
+	ctr.Inc()
 }
 
 func (m *metrics) observe(t dhcpv4.MessageType, d time.Duration) {
-	m.latency.WithLabelValues(msgName(t)).Observe(d.Seconds())
+	m.mu.RLock()
+	o := m.observers[t]
+	m.mu.RUnlock()
+	if o == nil {
+		o = m.latency.WithLabelValues(msgName(t))
+		m.mu.Lock()
+		m.observers[t] = o
+		m.mu.Unlock()
+	}
+	o.Observe(d.Seconds())
 }

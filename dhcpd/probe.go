@@ -69,12 +69,12 @@ func (p *prober) close() {
 }
 
 // isProbe reports whether pkt is our own probe, looped back to our socket.
-func (s *Server) isProbe(pkt *dhcpv4.DHCPv4) bool {
+func (s *Server) isProbe(pkt *packet) bool {
 	if s.prober == nil {
 		return false
 	}
 	for _, ps := range s.prober.socks {
-		if pkt.TransactionID == ps.xid && bytes.Equal(pkt.ClientHWAddr, ps.ifc.mac) {
+		if pkt.xid == ps.xid && bytes.Equal(pkt.chaddr, ps.ifc.mac) {
 			return true
 		}
 	}

@@ -344,11 +344,11 @@ func (s *Server) sendBatch(c *dhcpConn, reps []*reply) {
 		if rep.src.IsValid() && s.isLocal(rep.src, rep.ifIndex) {
 			src = rep.src
 		}
-		b := rep.wire
-		if b == nil {
-			b = rep.msg.encode()
+		if rep.wire == nil {
+			rep.wire = rep.msg.encode()
 		}
-		ms[i] = c.message(b, rep.dst, rep.ifIndex, src)
+		rep.bufs[0] = rep.wire
+		ms[i] = c.message(rep.bufs[:], rep.dst, rep.ifIndex, src)
 	}
 	sent := 0
 	for sent < len(ms) {
@@ -430,7 +430,7 @@ func (s *Server) recordDiscovered(r *request) {
 	s.seen[r.mac] = r.now
 	s.seenMu.Unlock()
 	d := &Discovered{
-		MAC:           slices.Clone(r.pkt.ClientHWAddr),
+		MAC:           slices.Clone(r.pkt.chaddr),
 		Class:         r.client.Class,
 		Serial:        r.client.Serial,
 		BoardRevision: r.client.BoardRevision,
@@ -443,7 +443,7 @@ func (s *Server) recordDiscovered(r *request) {
 		d.Interface = r.ifc.name
 	}
 	if r.relayed {
-		d.Relay = addrOf(r.pkt.GatewayIPAddr)
+		d.Relay = r.pkt.gateway()
 	}
 	ok := s.committer.trySubmit(commitOp{discovered: d, done: func(err error, isNew bool) {
 		switch {
