@@ -45,8 +45,9 @@
 //     start before its DHCP and NFS mount, and the systemd/udev pace at
 //     which the working set is read (file i of n is wanted i/n of the way
 //     through a userspace span). Every delay and rate is scaled by a
-//     per-Pi factor in [1-jitter, 1+jitter] from a fixed seed, so the
-//     Pis are not in lock-step and every server meets the same boards.
+//     factor in [1-jitter, 1+jitter] drawn, delay by delay, from the Pi's
+//     own generator (seeded by -pace-seed and the Pi), so the Pis are not
+//     in lock-step and every server meets the same boards.
 //     This measures whether the server keeps up with N real Pis. The
 //     figures and their sources are in pace.go; -pace-set overrides any
 //     of them, and each run prints the table it used.
