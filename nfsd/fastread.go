@@ -119,7 +119,7 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error) bool {
 		x.mu.RUnlock()
 		return false
 	}
-	f, release, err := x.fds.open(e.host, &e.st)
+	f, release, err := x.fdsFor(t, e).open(e.host, &e.st)
 	x.mu.RUnlock()
 	if err != nil {
 		return false

@@ -2,6 +2,7 @@ package nfsd
 
 import (
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 // the kernel's readahead (knfsd keeps its "raparams" for the same reason).
 // Keyed by inode: a path that now names another object gets another entry.
 type fdCache struct {
-	mu sync.Mutex
-	m  map[fdKey]*cachedFD
+	mu  sync.Mutex
+	m   map[fdKey]*cachedFD
+	max int // 0: maxCachedFDs
 }
 
 type fdKey struct{ dev, ino uint64 }
@@ -77,12 +79,20 @@ func (c *fdCache) release(key fdKey, e *cachedFD) {
 	}
 }
 
-// evictLocked closes idle files past their time, and the oldest idle one
-// when the cache is full.
+// evictLocked makes room for one more file when the cache is full: it
+// closes idle files past their time and, if that is not enough, the oldest
+// idle eighth, so a full cache scans once per many inserts rather than on
+// every one (the periodic sweep closes expired files in between).
 func (c *fdCache) evictLocked() {
+	limit := c.max
+	if limit == 0 {
+		limit = maxCachedFDs
+	}
+	if len(c.m) < limit {
+		return
+	}
 	now := time.Now()
-	var oldest fdKey
-	var oldestAt time.Time
+	var idle []fdKey
 	for k, e := range c.m {
 		if e.refs > 0 {
 			continue
@@ -92,13 +102,15 @@ func (c *fdCache) evictLocked() {
 			delete(c.m, k)
 			continue
 		}
-		if oldestAt.IsZero() || e.last.Before(oldestAt) {
-			oldest, oldestAt = k, e.last
-		}
+		idle = append(idle, k)
 	}
-	if len(c.m) >= maxCachedFDs && !oldestAt.IsZero() {
-		c.m[oldest].f.Close()
-		delete(c.m, oldest)
+	if len(c.m) < limit {
+		return
+	}
+	slices.SortFunc(idle, func(a, b fdKey) int { return c.m[a].last.Compare(c.m[b].last) })
+	for _, k := range idle[:min(len(idle), max(1, limit/8))] {
+		c.m[k].f.Close()
+		delete(c.m, k)
 	}
 }
 

@@ -234,7 +234,7 @@ func (x *export) OpenFile(name string, flag int, perm os.FileMode) (billy.File, 
 		if !e.isRegular() {
 			return x.openHost(e, os.O_RDONLY) // refuses with the right error
 		}
-		f, release, err := x.fds.open(e.host, &e.st)
+		f, release, err := x.fdsFor(t, e).open(e.host, &e.st)
 		if err != nil {
 			return nil, pathErr("open", p, unwrapErrno(err))
 		}

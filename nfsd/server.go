@@ -34,6 +34,9 @@ type Server struct {
 	metrics *metrics
 	indexes indexRegistry
 	lists   listingCache
+	// lowerFDs holds the open files of read-only layers (images, role
+	// layers) for every export: see export.fdsFor.
+	lowerFDs fdCache
 
 	mu       sync.Mutex
 	exports  map[string]*export // by export path ("/nodes/pi3")
@@ -90,6 +93,7 @@ func New(cfg Config, nodes Nodes, volumes Volumes, db *bbolt.DB, log *slog.Logge
 		ipConns:  make(map[netip.Addr]int),
 		dirty:    make(map[string]string),
 		dirtyFS:  make(map[string]bool),
+		lowerFDs: fdCache{max: maxSharedFDs},
 	}, nil
 }
 
@@ -168,6 +172,7 @@ func (s *Server) sweepFiles() {
 	for _, x := range s.exports {
 		x.fds.sweep()
 	}
+	s.lowerFDs.sweep()
 }
 
 func (s *Server) closeFiles() {
@@ -176,6 +181,7 @@ func (s *Server) closeFiles() {
 	for _, x := range s.exports {
 		x.fds.closeAll()
 	}
+	s.lowerFDs.closeAll()
 }
 
 func (s *Server) markDirty(root string, paths ...string) {

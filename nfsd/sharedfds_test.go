@@ -1,0 +1,90 @@
+package nfsd
+
+import (
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Nodes on one image share the open files of image files; a node's own
+// copy of a file stays in its own cache and reads its own content.
+func TestLowerFilesShared(t *testing.T) {
+	e := newEnv(t)
+	img := newImage(t)
+	e.nodes.set(Node{Name: "pi1", ImageRoot: img}, "")
+	e.nodes.set(Node{Name: "pi2", ImageRoot: img}, "")
+	x1, x2 := e.export("/nodes/pi1"), e.export("/nodes/pi2")
+	for _, x := range []*export{x1, x2} {
+		if got := readAll(t, x, "/etc/hostname"); got != "image\n" {
+			t.Fatalf("%s: read %q", x.name, got)
+		}
+	}
+	if n := len(e.srv.lowerFDs.m); n != 1 {
+		t.Errorf("shared cache holds %d files after two nodes read one image file, want 1", n)
+	}
+	if len(x1.fds.m)+len(x2.fds.m) != 0 {
+		t.Errorf("image file cached per export too")
+	}
+	writeFile(t, x1, "/etc/hostname", "pi1\n", os.O_WRONLY|os.O_TRUNC)
+	if got := readAll(t, x1, "/etc/hostname"); got != "pi1\n" {
+		t.Errorf("pi1 reads %q after its write", got)
+	}
+	if got := readAll(t, x2, "/etc/hostname"); got != "image\n" {
+		t.Errorf("pi2 reads %q after pi1's write", got)
+	}
+	if len(x1.fds.m) != 1 {
+		t.Errorf("pi1's own copy not in its own cache (%d files)", len(x1.fds.m))
+	}
+	if err := e.srv.Reset("pi1", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, x1, "/etc/hostname"); got != "image\n" {
+		t.Errorf("pi1 reads %q after reset", got)
+	}
+}
+
+// A full cache makes room for many inserts at once and never closes a
+// file in use.
+func TestFDCacheEviction(t *testing.T) {
+	dir := t.TempDir()
+	c := fdCache{max: 16}
+	var releases []func()
+	var held []*os.File
+	for i := 0; i < 40; i++ {
+		p := dir + "/f" + string(rune('a'+i))
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st := lstatT(t, p)
+		f, release, err := c.open(p, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 4 {
+			releases = append(releases, release) // in use
+			held = append(held, f)
+		} else {
+			release()
+		}
+		if len(c.m) > 16 {
+			t.Fatalf("cache holds %d files, max 16", len(c.m))
+		}
+	}
+	for i, f := range held {
+		var b [1]byte
+		if _, err := f.ReadAt(b[:], 0); err != nil {
+			t.Errorf("file %d in use was closed: %v", i, err)
+		}
+		releases[i]()
+	}
+}
+
+func lstatT(t *testing.T, p string) *unix.Stat_t {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
