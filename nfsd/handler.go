@@ -94,16 +94,19 @@ func remoteIP(c net.Conn) netip.Addr {
 }
 
 func (h *handler) Change(f billy.Filesystem) billy.Change {
-	x, ok := f.(*export)
-	if !ok || x == nil || !x.writable.Load() {
+	x, r := exportOf(f)
+	if x == nil || !x.writable.Load() {
 		return nil
+	}
+	if r != nil {
+		return r // turns the request's memo off on every change
 	}
 	return x
 }
 
 func (h *handler) FSStat(ctx context.Context, f billy.Filesystem, st *nfs.FSStat) error {
-	x, ok := f.(*export)
-	if !ok {
+	x, _ := exportOf(f)
+	if x == nil {
 		return nil
 	}
 	t := x.rlock()
@@ -131,8 +134,8 @@ func (h *handler) FSStat(ctx context.Context, f billy.Filesystem, st *nfs.FSStat
 // before creating the node): such a name gets a reserved identity that the
 // creation then uses.
 func (h *handler) ToHandle(f billy.Filesystem, elems []string) []byte {
-	x, ok := f.(*export)
-	if !ok || x == nil {
+	x, r := exportOf(f)
+	if x == nil {
 		return []byte{}
 	}
 	p, err := cleanPath(x.Join(elems...))
@@ -147,7 +150,7 @@ func (h *handler) ToHandle(f billy.Filesystem, elems []string) []byte {
 		}
 	}
 	t := x.rlock()
-	e, err := x.lookup(t, p)
+	e, err := r.lookup(x, t, p)
 	var id fileID
 	var rec *recordOp
 	switch {
@@ -227,7 +230,8 @@ func (h *handler) FromHandle(fh []byte) (billy.Filesystem, []string, error) {
 		s.metrics.staleHandle.WithLabelValues("stale").Inc()
 		return nil, nil, errStale
 	}
-	return x, pathElems(p), nil
+	// A reqFS of its own for this request (reqfs.go); empty on purpose.
+	return &reqFS{export: x}, pathElems(p), nil
 }
 
 // InvalidateHandle: handles name identities, which a removal or rename
