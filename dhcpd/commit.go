@@ -2,6 +2,7 @@ package dhcpd
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net"
 	"time"
 
@@ -17,26 +18,49 @@ type commitOp struct {
 	done       func(err error, newClient bool)
 }
 
-// committer is the group commit: every op queued while a transaction is
-// being written goes into the next one, so one fsync covers many leases and
+// committer is the group commit: every op queued while a batch is being
+// written goes into the next one, so one fsync covers many leases and
 // the ACKs wait at most about two commit times. ACKs are only sent from
 // done, after the record is durable.
+//
+// With a journal (the default), a batch of lease records is durable once
+// appended to it and fdatasync'ed (one sync); the records move into bbolt
+// (two syncs) every applyEvery or applyMax records, off the ACK path. A
+// batch with a discovered client goes straight to bbolt (with what the
+// journal holds), as every batch does without a journal.
 type committer struct {
-	db      *bbolt.DB
-	ch      chan commitOp
-	max     int
-	metrics *metrics
-	now     func() time.Time
+	db    *bbolt.DB
+	store *Store
+	// journalPath: "" = no journal, every batch is a bbolt
+	// transaction. run opens it as journal; journalBroken after a failed
+	// write, until bbolt has taken over everything (see journalBatch).
+	journalPath   string
+	journal       *journal
+	journalBroken bool
+	ch            chan commitOp
+	max           int
+	metrics       *metrics
+	now           func() time.Time
 	// Under load (a batch of at least lingerFrom ops), wait up to linger
-	// for more before committing: each commit costs two fdatasyncs and
-	// ~200 µs of CPU whatever its size, so fewer, larger commits leave
-	// more CPU for answering. An idle server commits at once.
+	// for more before committing: each commit costs fdatasyncs and CPU
+	// whatever its size, so fewer, larger commits leave more CPU for
+	// answering. An idle server commits at once.
 	linger     time.Duration
 	lingerFrom int
+
+	// pending is what the journal holds and bbolt not yet (whole
+	// records); applyAt is when it goes to bbolt at the latest.
+	pending    []byte
+	applyAt    time.Time
+	applyEvery time.Duration
+	applyMax   int
+	nPending   int
+	log        *slog.Logger
 }
 
 func newCommitter(db *bbolt.DB, m *metrics, now func() time.Time) *committer {
-	return &committer{db: db, ch: make(chan commitOp, 1<<16), max: 4096, metrics: m, now: now, lingerFrom: 4}
+	return &committer{db: db, ch: make(chan commitOp, 1<<16), max: 4096, metrics: m, now: now, lingerFrom: 4,
+		applyEvery: 250 * time.Millisecond, applyMax: 16384, log: slog.New(slog.DiscardHandler)}
 }
 
 // submit queues op; it blocks only when 64k ops are already waiting (the
@@ -62,7 +86,36 @@ func (c *committer) run(after func(ops []commitOp, err error)) {
 	fresh := make([]bool, 0, c.max)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	for op := range c.ch {
+	applyTimer := time.NewTimer(time.Hour)
+	applyTimer.Stop()
+	if c.journalPath != "" {
+		j, err := openJournal(c.journalPath)
+		if err != nil {
+			c.log.Error("no lease journal: every commit goes to the database", "error", err)
+		} else {
+			c.journal = j
+			defer j.close()
+		}
+	}
+	defer c.applyPending() // on shutdown: leave the journal empty
+	for {
+		var op commitOp
+		ok := true
+		if c.nPending > 0 {
+			applyTimer.Reset(time.Until(c.applyAt))
+			select {
+			case op, ok = <-c.ch:
+			case <-applyTimer.C:
+				c.applyPending()
+				continue
+			}
+			applyTimer.Stop()
+		} else {
+			op, ok = <-c.ch
+		}
+		if !ok {
+			return
+		}
 		batch = append(batch[:0], op)
 		open := c.drain(&batch)
 		if open && c.linger > 0 && len(batch) >= c.lingerFrom {
@@ -82,26 +135,14 @@ func (c *committer) run(after func(ops []commitOp, err error)) {
 			timer.Stop()
 		}
 		fresh = fresh[:len(batch)]
+		clear(fresh)
 		start := time.Now()
-		err := c.db.Update(func(tx *bbolt.Tx) error {
-			leases, disc := tx.Bucket(bucketLeases), tx.Bucket(bucketDiscovered)
-			for i, op := range batch {
-				fresh[i] = false
-				if op.lease != nil {
-					if err := leases.Put(ipKey(op.lease.IP), encodeLease(op.lease)); err != nil {
-						return err
-					}
-				}
-				if op.discovered != nil {
-					isNew, err := putDiscovered(disc, op.discovered)
-					if err != nil {
-						return err
-					}
-					fresh[i] = isNew
-				}
-			}
-			return nil
-		})
+		var err error
+		if c.journal != nil && !c.journalBroken && !hasDiscovered(batch) {
+			err = c.journalBatch(batch)
+		} else {
+			err = c.commitBatch(batch, fresh)
+		}
 		c.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 		c.metrics.commitBatch.Observe(float64(len(batch)))
 		if err != nil {
@@ -116,7 +157,116 @@ func (c *committer) run(after func(ops []commitOp, err error)) {
 			}
 			batch[i] = commitOp{}
 		}
+		// Checked here too: a busy committer always has an op ready, and
+		// select need not pick the timer.
+		if c.nPending >= c.applyMax || (c.nPending > 0 && !time.Now().Before(c.applyAt)) {
+			c.applyPending()
+		}
 	}
+}
+
+func hasDiscovered(batch []commitOp) bool {
+	for _, op := range batch {
+		if op.discovered != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// journalBatch makes batch's lease records durable in the journal.
+func (c *committer) journalBatch(batch []commitOp) error {
+	n, records := len(c.pending), 0
+	for _, op := range batch {
+		if op.lease != nil {
+			c.pending = appendRecord(c.pending, op.lease)
+			records++
+		}
+	}
+	if records == 0 {
+		return nil // nothing to write (a flush marker)
+	}
+	if c.nPending == 0 {
+		c.applyAt = time.Now().Add(c.applyEvery)
+	}
+	c.nPending += records
+	if err := c.journal.write(c.pending[n:]); err != nil {
+		// Part of the batch may be in the file, and a torn record would
+		// hide every later one from a replay: no one is answered, and
+		// batches go to bbolt (with these records, unACKed but harmless)
+		// until it holds all the journal does and the journal is empty.
+		c.journalBroken = true
+		return err
+	}
+	return nil
+}
+
+// commitBatch writes batch (and what the journal holds) to bbolt in one
+// transaction, then empties the journal.
+func (c *committer) commitBatch(batch []commitOp, fresh []bool) error {
+	lock := c.journal != nil && c.nPending > 0
+	if lock {
+		c.store.mu.Lock()
+		defer c.store.mu.Unlock()
+	}
+	err := c.db.Update(func(tx *bbolt.Tx) error {
+		if err := putRecords(tx, c.pending); err != nil {
+			return err
+		}
+		leases, disc := tx.Bucket(bucketLeases), tx.Bucket(bucketDiscovered)
+		for i, op := range batch {
+			if op.lease != nil {
+				if err := leases.Put(ipKey(op.lease.IP), encodeLease(op.lease)); err != nil {
+					return err
+				}
+			}
+			if op.discovered != nil {
+				isNew, err := putDiscovered(disc, op.discovered)
+				if err != nil {
+					return err
+				}
+				fresh[i] = isNew
+			}
+		}
+		return nil
+	})
+	if err == nil && lock {
+		c.resetJournal()
+	}
+	return err
+}
+
+// applyPending moves the journal's records into bbolt and empties it.
+// On failure they stay in the journal (durable) and pending, and are
+// tried again at the next apply.
+func (c *committer) applyPending() {
+	if c.nPending == 0 || c.journal == nil {
+		return
+	}
+	c.store.mu.Lock()
+	defer c.store.mu.Unlock()
+	start := time.Now()
+	err := c.db.Update(func(tx *bbolt.Tx) error { return putRecords(tx, c.pending) })
+	c.metrics.applySeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		c.metrics.commitErrors.Inc()
+		c.log.Error("lease journal not moved to the database (kept in the journal)", "records", c.nPending, "error", err)
+		c.applyAt = time.Now().Add(c.applyEvery)
+		return
+	}
+	c.resetJournal()
+}
+
+// resetJournal empties the journal and pending, under store.mu.
+func (c *committer) resetJournal() {
+	if err := c.journal.reset(); err != nil {
+		// The records are in bbolt: a journal that could not be
+		// emptied is applied again later, which changes nothing.
+		c.log.Warn("lease journal not emptied", "error", err)
+	}
+	c.pending = c.pending[:0]
+	c.nPending = 0
+	c.journalBroken = false
 }
 
 // drain appends what is queued, without waiting; false when ch is closed.

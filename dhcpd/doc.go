@@ -10,8 +10,11 @@
 // The package knows nothing of cluster.yaml: node facts come through the
 // Nodes interface on every packet, settings through Config, runtime state
 // (leases, discovered clients) lives in buckets of a bbolt database the
-// caller opens. A granted lease is committed to that database before the
-// ACK leaves, in group commits, so a kill -9 never forgets one.
+// caller opens. A granted lease is durable before the ACK leaves, in group
+// commits: appended to a lease journal next to the database and
+// fdatasync'ed, then moved into the database in the background (see
+// journal.go; Config.DirectCommit writes each commit to bbolt instead), so
+// a kill -9 never forgets one.
 //
 // Lifecycle: New validates the configuration, Listen opens every socket (so a
 // test can open them inside a network namespace), Serve runs until its

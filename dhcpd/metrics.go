@@ -34,6 +34,7 @@ type metrics struct {
 	malformed     prometheus.Counter
 	latency       *prometheus.HistogramVec // reply message
 	commitSeconds prometheus.Histogram
+	applySeconds  prometheus.Histogram // moving the lease journal into bbolt
 	commitBatch   prometheus.Histogram
 	commitErrors  prometheus.Counter
 	rogue         prometheus.Gauge
@@ -78,6 +79,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Duration of one group commit of lease records.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}),
+		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pictl_dhcpd_journal_apply_seconds",
+			Help:    "Duration of moving the lease journal's records into the database (off the reply path).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
 		commitBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pictl_dhcpd_commit_batch_records",
 			Help:    "Records written per group commit.",
@@ -103,7 +109,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.malformed, m.latency, m.commitSeconds, m.commitBatch, m.commitErrors, m.rogue, m.sendErrors, m.droppedRecords} {
+	for _, c := range []prometheus.Collector{m.requests, m.malformed, m.latency, m.commitSeconds, m.applySeconds, m.commitBatch, m.commitErrors, m.rogue, m.sendErrors, m.droppedRecords} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

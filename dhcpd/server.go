@@ -81,6 +81,13 @@ func New(cfg Config, nodes Nodes, db *bbolt.DB, log *slog.Logger, reg prometheus
 	}
 	s.committer = newCommitter(db, m, st.Now)
 	s.committer.linger = st.CommitLinger
+	s.committer.store, s.committer.log = store, log
+	if !st.DirectCommit {
+		if err := store.applyJournal(); err != nil {
+			return nil, err
+		}
+		s.committer.journalPath = store.journal
+	}
 	leases, err := store.Leases()
 	if err != nil {
 		return nil, err
@@ -476,7 +483,7 @@ func (s *Server) Forget(mac net.HardwareAddr) (bool, error) {
 func (s *Server) Leases() []Lease { return s.leases.snapshot() }
 
 // Reconfigure applies a new configuration without dropping leases. Changes
-// of interfaces, ports, workers, mode or commit linger need new sockets or
+// of interfaces, ports, workers, mode, commit linger or journal need new sockets or
 // goroutines: they return ErrRestartRequired and change nothing.
 func (s *Server) Reconfigure(cfg Config) error {
 	next, err := compile(cfg)
@@ -485,7 +492,8 @@ func (s *Server) Reconfigure(cfg Config) error {
 	}
 	cur := s.cfg.Load()
 	if !slices.Equal(next.Interfaces, cur.Interfaces) || next.Port != cur.Port || next.ProxyPort != cur.ProxyPort ||
-		next.Workers != cur.Workers || next.Mode != cur.Mode || next.CommitLinger != cur.CommitLinger {
+		next.Workers != cur.Workers || next.Mode != cur.Mode || next.CommitLinger != cur.CommitLinger ||
+		next.DirectCommit != cur.DirectCommit {
 		return ErrRestartRequired
 	}
 	s.leases.setPools(next.subnets, next.Now())

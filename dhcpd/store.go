@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -88,6 +90,12 @@ type Discovered struct {
 // discovered clients through it, also while no server runs.
 type Store struct {
 	db *bbolt.DB
+	// journal is the lease journal's path (see journal.go). mu orders
+	// readers against the committer moving the journal into bbolt and
+	// emptying it: between the two, a reader would see records twice
+	// (harmless) or, reading the journal first, miss them.
+	journal string
+	mu      sync.RWMutex
 }
 
 // OpenStore creates dhcpd's buckets in db if needed.
@@ -106,18 +114,36 @@ func OpenStore(db *bbolt.DB) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcpd store: create buckets: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, journal: journalPath(db)}, nil
 }
 
 // Leases returns every lease record (bound, released and declined; check
-// Lease.Active), ordered by address.
+// Lease.Active), ordered by address: bbolt's, with the lease journal's
+// newer records applied over them.
 func (st *Store) Leases() ([]Lease, error) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	records, err := readJournal(st.journal)
+	if err != nil {
+		return nil, fmt.Errorf("dhcpd store: %w", err)
+	}
+	newer := map[netip.Addr]Lease{}
+	_ = forEachRecord(records, func(k, v []byte) error {
+		if l, err := decodeLease(k, v); err == nil {
+			newer[l.IP] = l
+		}
+		return nil
+	})
 	var out []Lease
-	err := st.db.View(func(tx *bbolt.Tx) error {
+	err = st.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
 			l, err := decodeLease(k, v)
 			if err != nil {
 				return nil // a record this version cannot read is skipped, not fatal
+			}
+			if n, ok := newer[l.IP]; ok {
+				l = n
+				delete(newer, l.IP)
 			}
 			out = append(out, l)
 			return nil
@@ -126,7 +152,32 @@ func (st *Store) Leases() ([]Lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcpd store: read leases: %w", err)
 	}
+	if len(newer) > 0 {
+		for _, l := range newer {
+			out = append(out, l)
+		}
+		slices.SortFunc(out, func(a, b Lease) int { return a.IP.Compare(b.IP) })
+	}
 	return out, nil
+}
+
+// applyJournal moves what the lease journal holds into bbolt and empties
+// it. New calls it before loading the leases; the server's committer then
+// owns the journal.
+func (st *Store) applyJournal() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	records, err := readJournal(st.journal)
+	if err != nil || len(records) == 0 {
+		return err
+	}
+	if err := st.db.Update(func(tx *bbolt.Tx) error { return putRecords(tx, records) }); err != nil {
+		return fmt.Errorf("dhcpd store: apply lease journal: %w", err)
+	}
+	if err := os.Truncate(st.journal, 0); err != nil {
+		return fmt.Errorf("dhcpd store: empty lease journal: %w", err)
+	}
+	return nil
 }
 
 // LeaseByMAC returns the most recently granted lease of mac.
@@ -205,12 +256,15 @@ const leaseRecordVersion = 1
 // hardware address, expiry and grant time (Unix ns), then three short
 // strings (hostname, node, interface), each length-prefixed.
 func encodeLease(l *Lease) []byte {
-	b := make([]byte, 0, 32+len(l.MAC)+len(l.Hostname)+len(l.Node)+len(l.Interface))
+	return appendLease(make([]byte, 0, 32+len(l.MAC)+len(l.Hostname)+len(l.Node)+len(l.Interface)), l)
+}
+
+func appendLease(b []byte, l *Lease) []byte {
 	b = append(b, leaseRecordVersion, byte(l.State), byte(l.Class), byte(len(l.MAC)))
 	b = append(b, l.MAC...)
 	b = binary.BigEndian.AppendUint64(b, uint64(l.Expires.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(l.Granted.UnixNano()))
-	for _, s := range []string{l.Hostname, l.Node, l.Interface} {
+	for _, s := range [...]string{l.Hostname, l.Node, l.Interface} {
 		if len(s) > 255 {
 			s = s[:255]
 		}
