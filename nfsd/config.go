@@ -80,6 +80,10 @@ type Config struct {
 	// GoNFSRead leaves every READ to go-nfs instead of answering valid
 	// READs of regular files directly (fastread.go); for comparison.
 	GoNFSRead bool
+	// GoNFSLookup leaves every LOOKUP to go-nfs instead of answering
+	// LOOKUPs in a valid directory handle directly (fastlookup.go); for
+	// comparison.
+	GoNFSLookup bool
 }
 
 const DefaultAddr = ":2049"

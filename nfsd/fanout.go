@@ -27,7 +27,8 @@ import (
 type fanoutListener struct {
 	net.Listener
 	workers int
-	// fast, if set, may answer a READ itself (fastread.go).
+	// fast, if set, may answer a READ or LOOKUP itself (fastread.go,
+	// fastlookup.go).
 	fast func(rec []byte, send func([]byte) error) bool
 
 	mu    sync.Mutex
@@ -68,7 +69,7 @@ type fanout struct {
 	done   chan struct{}
 	once   sync.Once
 	fast   func([]byte, func([]byte) error) bool
-	reads  chan struct{} // bounds READs answered at once by fast
+	reads  chan struct{} // bounds calls answered at once by fast
 }
 
 func newFanout(c net.Conn, n int, fast func([]byte, func([]byte) error) bool) *fanout {
@@ -95,7 +96,7 @@ func (m *fanout) readLoop() {
 		if err != nil {
 			return
 		}
-		if m.fast != nil && isNFSRead(rec) {
+		if m.fast != nil && (isNFSProc(rec, procRead) || isNFSProc(rec, procLookup)) {
 			select {
 			case m.reads <- struct{}{}:
 			case <-m.done:
@@ -138,12 +139,12 @@ func (m *fanout) send(rec []byte) error {
 	return err
 }
 
-func isNFSRead(rec []byte) bool {
+func isNFSProc(rec []byte, proc uint32) bool {
 	return len(rec) >= 28 &&
 		binary.BigEndian.Uint32(rec[8:]) == 0 && // CALL
 		binary.BigEndian.Uint32(rec[16:]) == nfsProgram &&
 		binary.BigEndian.Uint32(rec[20:]) == 3 &&
-		binary.BigEndian.Uint32(rec[24:]) == procRead
+		binary.BigEndian.Uint32(rec[24:]) == proc
 }
 
 func (m *fanout) leastBusy() *vconn {

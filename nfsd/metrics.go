@@ -12,6 +12,7 @@ type metrics struct {
 	copyUps     prometheus.Counter
 	conns       prometheus.Gauge
 	fastReads   prometheus.Counter
+	fastLookups prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,13 +33,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "pictl", Subsystem: "nfsd", Name: "direct_reads_total",
 			Help: "READs answered by nfsd itself rather than go-nfs.",
 		}),
+		fastLookups: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "pictl", Subsystem: "nfsd", Name: "direct_lookups_total",
+			Help: "LOOKUPs answered by nfsd itself rather than go-nfs.",
+		}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "pictl", Subsystem: "nfsd", Name: "connections",
 			Help: "Open client connections.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.mounts, m.staleHandle, m.copyUps, m.conns, m.fastReads} {
+		for _, c := range []prometheus.Collector{m.mounts, m.staleHandle, m.copyUps, m.conns, m.fastReads, m.fastLookups} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("nfsd: register metrics: %w", err)
 			}

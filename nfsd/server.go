@@ -136,8 +136,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() {
 		fl := &fanoutListener{Listener: &trackedListener{Listener: ln, s: s}, workers: s.cfg.connWorkers()}
-		if !s.cfg.GoNFSRead {
-			fl.fast = s.fastRead
+		if !s.cfg.GoNFSRead || !s.cfg.GoNFSLookup {
+			fl.fast = s.fastCall
 		}
 		errc <- srv.Serve(fl)
 	}()
