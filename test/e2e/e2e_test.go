@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,11 @@ func TestPXEBootFullDHCP(t *testing.T) {
 		if !strings.Contains(metrics, series) {
 			t.Errorf("/metrics has no %s series", series)
 		}
+	}
+	// iPXE takes windowed transfers: boot.ipxe goes lock-step and teaches
+	// tftpd the address, each node's kernel and initrd go windowed.
+	if m := regexp.MustCompile(`(?m)^pictl_tftp_windowed_requests_total (\d+)$`).FindStringSubmatch(metrics); m == nil || m[1] != "4" {
+		t.Errorf("windowed TFTP requests %v, want 4 (kernel and initrd of n1 and n2)", m)
 	}
 
 	// Restart: nothing may be lost.
