@@ -10,8 +10,22 @@
 // and DISCOVER→OFFER / REQUEST→ACK latency percentiles. Every trial starts
 // the server afresh with empty lease storage.
 //
-// pictl's dhcpd commits every lease to bbolt (fsync per group commit)
-// before its ACK leaves; kea's memfile appends its CSV without fsync.
+// pictl's dhcpd makes every lease it writes durable before its ACK leaves
+// (group commit: appended to its lease journal and fdatasync'ed, moved
+// into bbolt in the background); kea's memfile appends its CSV without
+// fsync.
+//
+// -tool-rcvbuf BYTES (off by default) gives perfdhcp's own sockets that
+// receive buffer (SO_RCVBUFFORCE on a duplicate of its descriptors, taken
+// with pidfd_getfd; no sysctl is changed). It applies to perfdhcp in every
+// trial, whichever server it measures. On two cores perfdhcp takes most
+// of a core and a half, and the drops it counts are mostly its own socket
+// overflowing (the "UDP rcvbuf overflows" rows), not the servers'. It is
+// off by default because it is not clearly neutral: a server that answers
+// in bursts (pictl sends a group commit's ACKs together, with sendmmsg)
+// overflows a small buffer sooner than one that answers one by one
+// (kea), so a larger buffer helps the burstier server more. Tables made
+// with it say so in their header.
 //
 // Needs root, iproute2, perfdhcp and kea-dhcp4. Run: test/bench/dhcp/run.sh
 package main
@@ -70,16 +84,17 @@ func main() {
 		workdir  = flag.String("workdir", "", "scratch directory (default: a new temp dir)")
 		extra    = flag.String("serve-args", "", "extra flags for pictl's server, space-separated (e.g. \"-linger 2ms\"), for experiments")
 		profDir  = flag.String("cpuprofile", "", "write a CPU profile of every pictl trial into this directory (pictl-N.pprof)")
+		toolBuf  = flag.Int("tool-rcvbuf", 0, "receive buffer (bytes) forced on perfdhcp's sockets in every trial, for both servers alike; 0 = perfdhcp's default (net.core.rmem_default)")
 	)
 	flag.Parse()
 	q := quietness{threshold: *quiet, maxWait: *quietMax}
-	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *profDir, strings.Fields(*extra), *retries, q); err != nil {
+	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *profDir, strings.Fields(*extra), *retries, *toolBuf, q); err != nil {
 		fmt.Fprintln(os.Stderr, "dhcp bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries int, q quietness) error {
+func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries, toolBuf int, q quietness) error {
 	load0 := loadAvg()
 	for _, tool := range []string{"ip", "perfdhcp", "kea-dhcp4"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -133,7 +148,7 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 		}
 		cpu0 := s.cpu()
 		sOver0, cOver0 := udpRcvbufErrors(nets.server), udpRcvbufErrors(nets.client)
-		t, err := runPerfdhcp(ctx, nets.client, clientAddr, serverAddr, rate, clients, d)
+		t, err := runPerfdhcp(ctx, nets.client, clientAddr, serverAddr, rate, clients, d, toolBuf)
 		cpu := s.cpu() - cpu0
 		sOver, cOver := udpRcvbufErrors(nets.server)-sOver0, udpRcvbufErrors(nets.client)-cOver0
 		if serr := s.stop(); err == nil {
@@ -144,6 +159,9 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 		fmt.Fprintf(os.Stderr, "  %-11s %6d/s for %-4s → %6.0f/s, drops %5.2f %%, DO p95 %7.2f ms, RA p95 %7.2f ms, CPU server %4.1f s perfdhcp %4.1f s, rcvbuf overflows server %d perfdhcp %d (runnable before: %.1f)\n",
 			s.name(), rate, d, t.rate, t.dropRatio(), percentile(t.doLat, .95), percentile(t.raLat, .95), cpu.Seconds(), t.toolCPU.Seconds(), sOver, cOver, runnable)
 		t.cpu, t.serverOverflows, t.toolOverflows = cpu, sOver, cOver
+		if t.toolBuffers != "" {
+			fmt.Fprintf(os.Stderr, "    perfdhcp's receive buffers (-tool-rcvbuf): %s\n", t.toolBuffers)
+		}
 		return t, err
 	}
 	fmt.Fprintf(os.Stderr, "searching the highest rate with ≤ %.1f %% drops (%s trials, %d clients, pool %s-%s)\n", maxDrop, short, clients, poolFirst, poolLast)
@@ -210,7 +228,7 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 			break
 		}
 	}
-	printTable(os.Stdout, servers, results, clients, long, maxDrop)
+	printTable(os.Stdout, servers, results, clients, long, maxDrop, toolBuf)
 	fmt.Fprintf(os.Stdout, "  machine: %d CPUs, load average %s at start, %s at end (other jobs share the machine)\n", runtime.NumCPU(), load0, loadAvg())
 	return nil
 }
@@ -251,8 +269,12 @@ func (s *search) record(t trial) {
 	}
 }
 
-func printTable(w io.Writer, servers []server, results []trial, clients int, d time.Duration, maxDrop float64) {
-	fmt.Fprintf(w, "\nDHCPv4 under perfdhcp (relayed, %d clients, pool %s-%s, %s trial, ≤ %.0f %% drops)\n", clients, poolFirst, poolLast, d, maxDrop)
+func printTable(w io.Writer, servers []server, results []trial, clients int, d time.Duration, maxDrop float64, toolBuf int) {
+	rcvbuf := "perfdhcp's default receive buffer"
+	if toolBuf > 0 {
+		rcvbuf = fmt.Sprintf("perfdhcp's receive buffer forced to %d bytes (-tool-rcvbuf, both servers)", toolBuf)
+	}
+	fmt.Fprintf(w, "\nDHCPv4 under perfdhcp (relayed, %d clients, pool %s-%s, %s trial, ≤ %.0f %% drops, %s)\n", clients, poolFirst, poolLast, d, maxDrop, rcvbuf)
 	type row struct {
 		label string
 		f     func(trial) float64
@@ -505,7 +527,7 @@ func (p *pictlServer) name() string {
 }
 
 func (p *pictlServer) describe() string {
-	d := "bbolt runtime DB, every written lease fsync'd (group commit) before its ACK, 1 reader goroutine (recvmmsg), GOMAXPROCS " + strconv.Itoa(runtimeProcs())
+	d := "every written lease durable before its ACK (group commit: lease journal, one fdatasync; moved into the bbolt runtime DB in the background), 1 reader goroutine (recvmmsg), GOMAXPROCS " + strconv.Itoa(runtimeProcs())
 	if p.noReuse {
 		return d + ", LeaseReuse off: every grant written"
 	}
@@ -576,6 +598,7 @@ func serve(args []string) int {
 	linger := fs.Duration("linger", 0, "dhcpd.Config.CommitLinger (0 = default, -1ns = off)")
 	workers := fs.Int("workers", 0, "dhcpd.Config.Workers (0 = default)")
 	coalesce := fs.Duration("coalesce", 0, "dhcpd.Config.ReadCoalesce (0 = default, -1ns = off)")
+	direct := fs.Bool("direct", false, "dhcpd.Config.DirectCommit: every group commit a bbolt transaction (two fdatasyncs), no lease journal")
 	fs.Parse(args)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -599,6 +622,7 @@ func serve(args []string) int {
 		CommitLinger: *linger,
 		ReadCoalesce: *coalesce,
 		Workers:      *workers,
+		DirectCommit: *direct,
 		Subnets: []dhcpd.Subnet{{
 			Network: netip.MustParsePrefix(network),
 			Range:   dhcpd.Range{First: netip.MustParseAddr(poolFirst), Last: netip.MustParseAddr(poolLast)},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os/exec"
@@ -28,6 +29,7 @@ type trial struct {
 	// UDP receive-buffer overflows in the server's and perfdhcp's
 	// namespaces during the trial.
 	serverOverflows, toolOverflows int
+	toolBuffers                    string // what -tool-rcvbuf did, "" when off
 }
 
 // dropRatio is the worse of the two exchanges' drop ratios, in percent;
@@ -68,21 +70,36 @@ var (
 )
 
 // runPerfdhcp runs perfdhcp in the client namespace as a relay (-l) against
-// server for d at rate exchanges/s over clients simulated clients.
-func runPerfdhcp(ctx context.Context, clientNS, local, server string, rate, clients int, d time.Duration) (trial, error) {
+// server for d at rate exchanges/s over clients simulated clients. With
+// rcvbuf > 0, perfdhcp's sockets get that receive buffer (see
+// growSocketBuffers); the trial's diagnostics say what they got.
+func runPerfdhcp(ctx context.Context, clientNS, local, server string, rate, clients int, d time.Duration, rcvbuf int) (trial, error) {
 	args := []string{"netns", "exec", clientNS, "perfdhcp", "-4",
 		"-r", strconv.Itoa(rate), "-R", strconv.Itoa(clients),
 		"-p", strconv.Itoa(int(d.Seconds())), "-x", "t", "-l", local, server}
 	cmd := exec.CommandContext(ctx, "ip", args...)
-	out, err := cmd.Output()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		return trial{}, fmt.Errorf("perfdhcp: %w", err)
+	}
+	var bufs socketBuffers
+	if rcvbuf > 0 {
+		// `ip netns exec` execs perfdhcp: the PID is perfdhcp's.
+		bufs = growSocketBuffers(ctx, cmd.Process.Pid, rcvbuf)
+	}
+	err := cmd.Wait()
 	// Exit status 3 means "some exchanges not completed": a normal result.
 	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 3) {
-		return trial{}, fmt.Errorf("perfdhcp: %v: %s", err, ee.Stderr)
+		return trial{}, fmt.Errorf("perfdhcp: %v: %s", err, stderr.Bytes())
 	}
-	t := parsePerfdhcp(string(out))
+	t := parsePerfdhcp(stdout.String())
 	t.target, t.duration = rate, d
 	if ps := cmd.ProcessState; ps != nil {
 		t.toolCPU = ps.UserTime() + ps.SystemTime()
+	}
+	if rcvbuf > 0 {
+		t.toolBuffers = bufs.String()
 	}
 	return t, nil
 }
