@@ -119,12 +119,16 @@ func (j *journal) write(b []byte) error {
 	return nil
 }
 
-// reset empties the journal, once bbolt holds all of it. Not synced: if
-// the truncation is lost in a crash, the records are applied again,
-// which changes nothing.
+// reset empties the journal, once bbolt holds all of it. The truncation
+// is synced (a few times a second at most): otherwise, after a power
+// loss, new records written over the start of the old ones without
+// their sync could be followed by old records read in the wrong order.
 func (j *journal) reset() error {
 	if err := j.f.Truncate(0); err != nil {
 		return fmt.Errorf("empty lease journal: %w", err)
+	}
+	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+		return fmt.Errorf("sync emptied lease journal: %w", err)
 	}
 	return nil
 }

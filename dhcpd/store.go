@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -174,8 +173,13 @@ func (st *Store) applyJournal() error {
 	if err := st.db.Update(func(tx *bbolt.Tx) error { return putRecords(tx, records) }); err != nil {
 		return fmt.Errorf("dhcpd store: apply lease journal: %w", err)
 	}
-	if err := os.Truncate(st.journal, 0); err != nil {
-		return fmt.Errorf("dhcpd store: empty lease journal: %w", err)
+	j, err := openJournal(st.journal)
+	if err != nil {
+		return fmt.Errorf("dhcpd store: %w", err)
+	}
+	defer j.close()
+	if err := j.reset(); err != nil {
+		return fmt.Errorf("dhcpd store: %w", err)
 	}
 	return nil
 }
