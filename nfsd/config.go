@@ -80,9 +80,9 @@ type Config struct {
 	// GoNFSRead leaves every READ to go-nfs instead of answering valid
 	// READs of regular files directly (fastread.go); for comparison.
 	GoNFSRead bool
-	// GoNFSLookup leaves every LOOKUP to go-nfs instead of answering
-	// LOOKUPs in a valid directory handle directly (fastlookup.go); for
-	// comparison.
+	// GoNFSLookup leaves every LOOKUP, GETATTR and ACCESS to go-nfs
+	// instead of answering those with valid handles directly
+	// (fastlookup.go, fastattr.go); for comparison.
 	GoNFSLookup bool
 }
 

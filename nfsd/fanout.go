@@ -27,8 +27,8 @@ import (
 type fanoutListener struct {
 	net.Listener
 	workers int
-	// fast, if set, may answer a READ or LOOKUP itself (fastread.go,
-	// fastlookup.go).
+	// fast, if set, may answer a READ, LOOKUP, GETATTR or ACCESS itself
+	// (fastread.go, fastlookup.go, fastattr.go).
 	fast func(rec []byte, send func([]byte) error) bool
 
 	mu    sync.Mutex
@@ -96,7 +96,7 @@ func (m *fanout) readLoop() {
 		if err != nil {
 			return
 		}
-		if m.fast != nil && (isNFSProc(rec, procRead) || isNFSProc(rec, procLookup)) {
+		if m.fast != nil && isFastProc(rec) {
 			select {
 			case m.reads <- struct{}{}:
 			case <-m.done:
@@ -137,6 +137,16 @@ func (m *fanout) send(rec []byte) error {
 		m.shutdown()
 	}
 	return err
+}
+
+// isFastProc: the calls fast may answer.
+func isFastProc(rec []byte) bool {
+	for _, p := range []uint32{procRead, procLookup, procGetattr, procAccess} {
+		if isNFSProc(rec, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func isNFSProc(rec []byte, proc uint32) bool {

@@ -173,7 +173,8 @@ func appendReplyHeader(w []byte, xid uint32) []byte {
 	return w
 }
 
-// fastCall answers the calls nfsd answers below go-nfs (READ, LOOKUP);
+// fastCall answers the calls nfsd answers below go-nfs (READ, LOOKUP,
+// GETATTR, ACCESS);
 // false means go-nfs must answer.
 func (s *Server) fastCall(rec []byte, send func([]byte) error) bool {
 	switch {
@@ -181,6 +182,8 @@ func (s *Server) fastCall(rec []byte, send func([]byte) error) bool {
 		return !s.cfg.GoNFSRead && s.fastRead(rec, send)
 	case isNFSProc(rec, procLookup):
 		return !s.cfg.GoNFSLookup && s.fastLookup(rec, send)
+	case isNFSProc(rec, procGetattr), isNFSProc(rec, procAccess):
+		return !s.cfg.GoNFSLookup && s.fastAttr(rec, send)
 	}
 	return false
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	conns       prometheus.Gauge
 	fastReads   prometheus.Counter
 	fastLookups prometheus.Counter
+	fastAttrs   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,13 +38,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "pictl", Subsystem: "nfsd", Name: "direct_lookups_total",
 			Help: "LOOKUPs answered by nfsd itself rather than go-nfs.",
 		}),
+		fastAttrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "pictl", Subsystem: "nfsd", Name: "direct_getattrs_total",
+			Help: "GETATTRs and ACCESSes answered by nfsd itself rather than go-nfs.",
+		}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "pictl", Subsystem: "nfsd", Name: "connections",
 			Help: "Open client connections.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.mounts, m.staleHandle, m.copyUps, m.conns, m.fastReads, m.fastLookups} {
+		for _, c := range []prometheus.Collector{m.mounts, m.staleHandle, m.copyUps, m.conns, m.fastReads, m.fastLookups, m.fastAttrs} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("nfsd: register metrics: %w", err)
 			}
