@@ -45,8 +45,12 @@
 // Below go-nfs, a fan-out listener serves each client connection with
 // several go-nfs workers (go-nfs alone answers one request at a time) and
 // answers valid READs of regular files itself, straight from the file into
-// the reply (go-nfs copies each READ four times). Read-only files stay open
-// for a few seconds so the kernel's readahead sees sequential streams. File
+// the reply (go-nfs copies each READ four times), and LOOKUP, GETATTR and
+// ACCESS with valid handles (go-nfs resolves each path two or three times
+// per request; the calls it still answers get a per-request memo, reqFS).
+// Read-only files stay open for a few seconds so the kernel's readahead
+// sees sequential streams; image and role-layer files are shared by every
+// node on the image. File
 // data is fdatasync'ed before a WRITE is answered (go-nfs always claims
 // FILE_SYNC); namespace changes and identity records are flushed every
 // Config.MetadataFlush (or before each reply with Config.SyncMetadata).
