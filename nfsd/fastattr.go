@@ -45,15 +45,10 @@ func (s *Server) fastAttr(rec []byte, send func([]byte) error) bool {
 	if !ok {
 		return false
 	}
-	num, id, err := s.codec.decode(fh)
-	if err != nil {
+	x, id, ok := s.fastExport(fh)
+	if !ok {
 		return false
 	}
-	x, err := s.exportByNumber(num)
-	if err != nil || s.refresh(x) != nil {
-		return false
-	}
-	x.touch()
 	t := x.rlock()
 	p, e, err := x.pathOf(t, id)
 	if err != nil {

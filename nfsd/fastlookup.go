@@ -105,15 +105,10 @@ func (s *Server) fastLookup(rec []byte, send func([]byte) error) bool {
 	if !ok || badName(req.name) {
 		return false
 	}
-	num, id, err := s.codec.decode(req.fh)
-	if err != nil {
+	x, id, ok := s.fastExport(req.fh)
+	if !ok {
 		return false
 	}
-	x, err := s.exportByNumber(num)
-	if err != nil || s.refresh(x) != nil {
-		return false
-	}
-	x.touch()
 	// One request, one reqFS: the directory resolved to check the handle
 	// and the name resolved below answer ToHandle's resolution too.
 	r := &reqFS{export: x}

@@ -99,15 +99,10 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error) bool {
 	if !ok {
 		return false
 	}
-	num, id, err := s.codec.decode(req.fh)
-	if err != nil {
+	x, id, ok := s.fastExport(req.fh)
+	if !ok {
 		return false
 	}
-	x, err := s.exportByNumber(num)
-	if err != nil || s.refresh(x) != nil {
-		return false
-	}
-	x.touch()
 	t := x.rlock()
 	p, e, err := x.pathOf(t, id)
 	if err != nil || !e.isRegular() {
@@ -205,4 +200,19 @@ func appendFattr(w []byte, a *nfs.FileAttribute) []byte {
 		u32(t.Nseconds)
 	}
 	return w
+}
+
+// fastExport resolves a handle for the answers below go-nfs: its live,
+// refreshed export and file id; false sends the request to go-nfs.
+func (s *Server) fastExport(fh []byte) (*export, fileID, bool) {
+	num, id, err := s.codec.decode(fh)
+	if err != nil {
+		return nil, id, false
+	}
+	x, err := s.exportByNumber(num)
+	if err != nil || s.refresh(x) != nil {
+		return nil, id, false
+	}
+	x.touch()
+	return x, id, true
 }
