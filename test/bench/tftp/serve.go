@@ -11,8 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/pin/tftp/v3"
