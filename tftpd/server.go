@@ -116,7 +116,7 @@ func (s *Server) Listen() error {
 // attached before the second socket joins (until then every request must
 // reach the lock-step server).
 func (s *Server) listenSockets(addr *net.UDPAddr) (conn, wconn *net.UDPConn, err error) {
-	if s.cfg.Window < 2 {
+	if s.cfg.Window < 2 || !canSteer {
 		conn, err = net.ListenUDP("udp4", addr)
 		if err == nil {
 			// Room for a boot storm's burst of requests while the request

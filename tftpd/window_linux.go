@@ -9,6 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// canSteer: the kernel can steer requests between the two servers.
+const canSteer = true
+
 // reusePort is a net.ListenConfig Control function.
 func reusePort(_, _ string, c syscall.RawConn) error {
 	var serr error

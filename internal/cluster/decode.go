@@ -216,6 +216,11 @@ func (s *source) decodeTFTP(t *TFTP, path string, v *yaml.Node) {
 				}
 				t.WindowClients = append(t.WindowClients, pfx.Masked())
 			}
+			if len(t.WindowClients) > 128 {
+				s.bad[p] = true
+				s.errAt(v, "merge addresses into wider prefixes (the steering program holds at most 128)",
+					"tftp.window_clients has %d entries", len(t.WindowClients))
+			}
 		}
 	})
 }
