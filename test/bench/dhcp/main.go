@@ -27,6 +27,15 @@
 // (kea), so a larger buffer helps the burstier server more. Tables made
 // with it say so in their header.
 //
+// On two cores perfdhcp, not the server, sets the ceiling (it needs about
+// a core per 7,000 leases/s). -pin TOOL:SERVER puts perfdhcp and the
+// server on separate CPUs, and -server-cpu F caps the server at F of one
+// CPU (cgroup bandwidth control, 10 ms period), the same for every
+// server: capped, the servers run out of CPU before perfdhcp does and the
+// table compares them, as on a machine where the load generator has
+// cores to spare. run.sh with no arguments prints both tables: as is, and
+// pinned with the servers capped at a quarter of a CPU.
+//
 // Needs root, iproute2, perfdhcp and kea-dhcp4. Run: test/bench/dhcp/run.sh
 package main
 
@@ -85,16 +94,23 @@ func main() {
 		extra    = flag.String("serve-args", "", "extra flags for pictl's server, space-separated (e.g. \"-linger 2ms\"), for experiments")
 		profDir  = flag.String("cpuprofile", "", "write a CPU profile of every pictl trial into this directory (pictl-N.pprof)")
 		toolBuf  = flag.Int("tool-rcvbuf", 0, "receive buffer (bytes) forced on perfdhcp's sockets in every trial, for both servers alike; 0 = perfdhcp's default (net.core.rmem_default)")
+		capCPU   = flag.Float64("server-cpu", 0, "cap the server at this fraction of one CPU (cgroup CPU bandwidth), the same for every server, so the server, not perfdhcp, runs out of CPU first; 0 = no cap")
+		pin      = flag.String("pin", "", "TOOL_CPUS:SERVER_CPUS: run perfdhcp and the server on separate CPUs (taskset lists, e.g. 0:1), the same for every server")
 	)
 	flag.Parse()
+	pins, err := parsePins(*pin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dhcp bench:", err)
+		os.Exit(2)
+	}
 	q := quietness{threshold: *quiet, maxWait: *quietMax}
-	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *profDir, strings.Fields(*extra), *retries, *toolBuf, q); err != nil {
+	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *profDir, strings.Fields(*extra), *retries, *toolBuf, pins, *capCPU, q); err != nil {
 		fmt.Fprintln(os.Stderr, "dhcp bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries, toolBuf int, q quietness) error {
+func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries, toolBuf int, pins cpuPins, capCPU float64, q quietness) error {
 	load0 := loadAvg()
 	for _, tool := range []string{"ip", "perfdhcp", "kea-dhcp4"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -124,15 +140,20 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 	if err != nil {
 		return err
 	}
+	quota, err := newCPUQuota(capCPU)
+	if err != nil {
+		return err
+	}
+	defer quota.remove()
 	var servers []server
 	if only == "" || only == "kea" {
-		servers = append(servers, &keaServer{ns: nets.server, dir: filepath.Join(workdir, "kea"), iface: "s0"})
+		servers = append(servers, &keaServer{proc: proc{quota: quota}, cpus: pins.server, ns: nets.server, dir: filepath.Join(workdir, "kea"), iface: "s0"})
 	}
 	if only == "" || only == "pictl" {
-		servers = append(servers, &pictlServer{ns: nets.server, dir: filepath.Join(workdir, "pictl"), exe: self, profDir: profDir, extra: extra})
+		servers = append(servers, &pictlServer{proc: proc{quota: quota}, cpus: pins.server, ns: nets.server, dir: filepath.Join(workdir, "pictl"), exe: self, profDir: profDir, extra: extra})
 	}
 	if only == "" || only == "pictl-noreuse" {
-		servers = append(servers, &pictlServer{ns: nets.server, dir: filepath.Join(workdir, "pictl-noreuse"), exe: self, noReuse: true, profDir: profDir, extra: extra})
+		servers = append(servers, &pictlServer{proc: proc{quota: quota}, cpus: pins.server, ns: nets.server, dir: filepath.Join(workdir, "pictl-noreuse"), exe: self, noReuse: true, profDir: profDir, extra: extra})
 	}
 	if len(servers) == 0 {
 		return fmt.Errorf("-only %q: want kea, pictl or pictl-noreuse", only)
@@ -148,7 +169,7 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 		}
 		cpu0 := s.cpu()
 		sOver0, cOver0 := udpRcvbufErrors(nets.server), udpRcvbufErrors(nets.client)
-		t, err := runPerfdhcp(ctx, nets.client, clientAddr, serverAddr, rate, clients, d, toolBuf)
+		t, err := runPerfdhcp(ctx, pins.tool, nets.client, clientAddr, serverAddr, rate, clients, d, toolBuf)
 		cpu := s.cpu() - cpu0
 		sOver, cOver := udpRcvbufErrors(nets.server)-sOver0, udpRcvbufErrors(nets.client)-cOver0
 		if serr := s.stop(); err == nil {
@@ -228,7 +249,7 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 			break
 		}
 	}
-	printTable(os.Stdout, servers, results, clients, long, maxDrop, toolBuf)
+	printTable(os.Stdout, servers, results, clients, long, maxDrop, toolBuf, pins, quota)
 	fmt.Fprintf(os.Stdout, "  machine: %d CPUs, load average %s at start, %s at end (other jobs share the machine)\n", runtime.NumCPU(), load0, loadAvg())
 	return nil
 }
@@ -269,12 +290,12 @@ func (s *search) record(t trial) {
 	}
 }
 
-func printTable(w io.Writer, servers []server, results []trial, clients int, d time.Duration, maxDrop float64, toolBuf int) {
+func printTable(w io.Writer, servers []server, results []trial, clients int, d time.Duration, maxDrop float64, toolBuf int, pins cpuPins, quota *cpuQuota) {
 	rcvbuf := "perfdhcp's default receive buffer"
 	if toolBuf > 0 {
 		rcvbuf = fmt.Sprintf("perfdhcp's receive buffer forced to %d bytes (-tool-rcvbuf, both servers)", toolBuf)
 	}
-	fmt.Fprintf(w, "\nDHCPv4 under perfdhcp (relayed, %d clients, pool %s-%s, %s trial, ≤ %.0f %% drops, %s)\n", clients, poolFirst, poolLast, d, maxDrop, rcvbuf)
+	fmt.Fprintf(w, "\nDHCPv4 under perfdhcp (relayed, %d clients, pool %s-%s, %s trial, ≤ %.0f %% drops, %s, %s, %s)\n", clients, poolFirst, poolLast, d, maxDrop, rcvbuf, pins, quota)
 	type row struct {
 		label string
 		f     func(trial) float64
@@ -410,7 +431,20 @@ type server interface {
 	cpu() time.Duration
 }
 
-type proc struct{ cmd *exec.Cmd }
+type proc struct {
+	cmd   *exec.Cmd
+	quota *cpuQuota // nil: not capped
+}
+
+// started records a server process that has just started and caps it.
+func (p *proc) started(cmd *exec.Cmd) error {
+	p.cmd = cmd
+	if err := p.quota.enter(cmd.Process.Pid); err != nil {
+		p.stop()
+		return err
+	}
+	return nil
+}
 
 func (p *proc) stop() error {
 	if p.cmd == nil {
@@ -450,7 +484,7 @@ func (p *proc) cpu() time.Duration {
 
 type keaServer struct {
 	proc
-	ns, dir, iface string
+	cpus, ns, dir, iface string
 }
 
 func (k *keaServer) name() string { return "kea-dhcp4" }
@@ -485,7 +519,7 @@ func (k *keaServer) start(ctx context.Context) error {
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		return err
 	}
-	cmd := exec.Command("ip", "netns", "exec", k.ns, "kea-dhcp4", "-c", conf)
+	cmd := netnsCmd(context.Background(), k.cpus, k.ns, "kea-dhcp4", "-c", conf)
 	cmd.Env = append(os.Environ(), "KEA_PIDFILE_DIR="+k.dir, "KEA_LOCKFILE_DIR=none")
 	logf, err := os.Create(filepath.Join(k.dir, "kea.log"))
 	if err != nil {
@@ -495,7 +529,9 @@ func (k *keaServer) start(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	k.cmd = cmd
+	if err := k.started(cmd); err != nil {
+		return err
+	}
 	// Kea logs DHCP4_STARTED once its sockets are open.
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -512,11 +548,11 @@ func (k *keaServer) start(ctx context.Context) error {
 
 type pictlServer struct {
 	proc
-	ns, dir, exe string
-	noReuse      bool
-	profDir      string // "" = no CPU profiles
-	extra        []string
-	trials       int
+	cpus, ns, dir, exe string
+	noReuse            bool
+	profDir            string // "" = no CPU profiles
+	extra              []string
+	trials             int
 }
 
 func (p *pictlServer) name() string {
@@ -527,7 +563,7 @@ func (p *pictlServer) name() string {
 }
 
 func (p *pictlServer) describe() string {
-	d := "every written lease durable before its ACK (group commit: lease journal, one fdatasync; moved into the bbolt runtime DB in the background), 1 reader goroutine (recvmmsg), GOMAXPROCS " + strconv.Itoa(runtimeProcs())
+	d := "every written lease durable before its ACK (group commit: lease journal, one fdatasync; moved into the bbolt runtime DB in the background), 1 reader goroutine (recvmmsg), GOMAXPROCS Go's default (the CPUs it may use)"
 	if p.noReuse {
 		return d + ", LeaseReuse off: every grant written"
 	}
@@ -539,7 +575,7 @@ func (p *pictlServer) start(ctx context.Context) error {
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return err
 	}
-	args := []string{"netns", "exec", p.ns, p.exe, "serve", "-db", filepath.Join(p.dir, "runtime.db")}
+	args := []string{p.exe, "serve", "-db", filepath.Join(p.dir, "runtime.db")}
 	if p.noReuse {
 		args = append(args, "-reuse", "-1")
 	}
@@ -556,7 +592,7 @@ func (p *pictlServer) start(ctx context.Context) error {
 		}
 		args = append(args, "-cpuprofile", f)
 	}
-	cmd := exec.Command("ip", args...)
+	cmd := netnsCmd(context.Background(), p.cpus, p.ns, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -565,7 +601,9 @@ func (p *pictlServer) start(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	p.cmd = cmd
+	if err := p.started(cmd); err != nil {
+		return err
+	}
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -687,8 +725,6 @@ type noNodes struct{}
 
 func (noNodes) ByMAC(net.HardwareAddr) (dhcpd.Node, bool) { return dhcpd.Node{}, false }
 func (noNodes) ByIP(netip.Addr) (dhcpd.Node, bool)        { return dhcpd.Node{}, false }
-
-func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")

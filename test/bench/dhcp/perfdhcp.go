@@ -73,11 +73,10 @@ var (
 // server for d at rate exchanges/s over clients simulated clients. With
 // rcvbuf > 0, perfdhcp's sockets get that receive buffer (see
 // growSocketBuffers); the trial's diagnostics say what they got.
-func runPerfdhcp(ctx context.Context, clientNS, local, server string, rate, clients int, d time.Duration, rcvbuf int) (trial, error) {
-	args := []string{"netns", "exec", clientNS, "perfdhcp", "-4",
+func runPerfdhcp(ctx context.Context, cpus, clientNS, local, server string, rate, clients int, d time.Duration, rcvbuf int) (trial, error) {
+	cmd := netnsCmd(ctx, cpus, clientNS, "perfdhcp", "-4",
 		"-r", strconv.Itoa(rate), "-R", strconv.Itoa(clients),
-		"-p", strconv.Itoa(int(d.Seconds())), "-x", "t", "-l", local, server}
-	cmd := exec.CommandContext(ctx, "ip", args...)
+		"-p", strconv.Itoa(int(d.Seconds())), "-x", "t", "-l", local, server)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
