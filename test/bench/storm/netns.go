@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -120,6 +122,9 @@ func buildNetwork(pis []*pi) error {
 	if err := ipBatch(switchNS, sw); err != nil {
 		return err
 	}
+	if err := bridgeNoNetfilter(switchNS); err != nil {
+		return err
+	}
 	if err := ipBatch(serverNS, []string{"link set lo up", "addr add " + serverCIDR + " dev " + serverIf, "link set " + serverIf + " up"}); err != nil {
 		return err
 	}
@@ -139,6 +144,24 @@ func noIPv6(ns string) error {
 		for _, k := range []string{"all", "default"} {
 			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644); err != nil {
 				return fmt.Errorf("netns %s: disable ipv6: %w", ns, err)
+			}
+		}
+		return nil
+	})
+}
+
+// bridgeNoNetfilter keeps the switch a plain switch. Where br_netfilter is
+// loaded (Docker hosts), every bridged frame would otherwise also pass the
+// iptables, ip6tables and arptables hooks of the switch namespace: per
+// packet work a real switch does not do, paid on the CPUs the servers and
+// the simulator share. The settings are per namespace; absent without
+// br_netfilter.
+func bridgeNoNetfilter(ns string) error {
+	return inNetns(ns, func() error {
+		for _, k := range []string{"iptables", "ip6tables", "arptables"} {
+			f := "/proc/sys/net/bridge/bridge-nf-call-" + k
+			if err := os.WriteFile(f, []byte("0"), 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("netns %s: %s: %w", ns, f, err)
 			}
 		}
 		return nil
