@@ -94,6 +94,7 @@ func main() {
 		extra    = flag.String("serve-args", "", "extra flags for pictl's server, space-separated (e.g. \"-linger 2ms\"), for experiments")
 		profDir  = flag.String("cpuprofile", "", "write a CPU profile of every pictl trial into this directory (pictl-N.pprof)")
 		toolBuf  = flag.Int("tool-rcvbuf", 0, "receive buffer (bytes) forced on perfdhcp's sockets in every trial, for both servers alike; 0 = perfdhcp's default (net.core.rmem_default)")
+		keaMT    = flag.String("kea-threads", "2", "kea-dhcp4's thread-pool-size, a comma-separated list for one kea column each; 0 turns its multi-threading off")
 		capCPU   = flag.Float64("server-cpu", 0, "cap the server at this fraction of one CPU (cgroup CPU bandwidth), the same for every server, so the server, not perfdhcp, runs out of CPU first; 0 = no cap")
 		pin      = flag.String("pin", "", "TOOL_CPUS:SERVER_CPUS: run perfdhcp and the server on separate CPUs (taskset lists, e.g. 0:1), the same for every server")
 	)
@@ -103,14 +104,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "dhcp bench:", err)
 		os.Exit(2)
 	}
+	var keaThreads []int
+	for _, f := range strings.Split(*keaMT, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			fmt.Fprintf(os.Stderr, "dhcp bench: -kea-threads %q: want numbers ≥ 0, e.g. 2,0\n", *keaMT)
+			os.Exit(2)
+		}
+		keaThreads = append(keaThreads, n)
+	}
 	q := quietness{threshold: *quiet, maxWait: *quietMax}
-	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *profDir, strings.Fields(*extra), *retries, *toolBuf, pins, *capCPU, q); err != nil {
+	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *profDir, strings.Fields(*extra), *retries, *toolBuf, pins, *capCPU, keaThreads, q); err != nil {
 		fmt.Fprintln(os.Stderr, "dhcp bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries, toolBuf int, pins cpuPins, capCPU float64, q quietness) error {
+func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries, toolBuf int, pins cpuPins, capCPU float64, keaThreads []int, q quietness) error {
 	load0 := loadAvg()
 	for _, tool := range []string{"ip", "perfdhcp", "kea-dhcp4"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -147,7 +157,10 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 	defer quota.remove()
 	var servers []server
 	if only == "" || only == "kea" {
-		servers = append(servers, &keaServer{proc: proc{quota: quota}, cpus: pins.server, ns: nets.server, dir: filepath.Join(workdir, "kea"), iface: "s0"})
+		for _, n := range keaThreads {
+			servers = append(servers, &keaServer{proc: proc{quota: quota}, threads: n, labelled: len(keaThreads) > 1,
+				cpus: pins.server, ns: nets.server, dir: filepath.Join(workdir, fmt.Sprintf("kea-%d", n)), iface: "s0"})
+		}
 	}
 	if only == "" || only == "pictl" {
 		servers = append(servers, &pictlServer{proc: proc{quota: quota}, cpus: pins.server, ns: nets.server, dir: filepath.Join(workdir, "pictl"), exe: self, profDir: profDir, extra: extra})
@@ -321,9 +334,10 @@ func printTable(w io.Writer, servers []server, results []trial, clients int, d t
 		{"UDP rcvbuf overflows, server socket", func(t trial) float64 { return float64(t.serverOverflows) }, "%.0f"},
 		{"UDP rcvbuf overflows, perfdhcp socket", func(t trial) float64 { return float64(t.toolOverflows) }, "%.0f"},
 	}
+	// Ratios are against kea's best column: the most leases/s.
 	kea := -1
 	for i, s := range servers {
-		if _, ok := s.(*keaServer); ok {
+		if _, ok := s.(*keaServer); ok && (kea < 0 || results[i].rate > results[kea].rate) {
 			kea = i
 		}
 	}
@@ -331,8 +345,8 @@ func printTable(w io.Writer, servers []server, results []trial, clients int, d t
 	for _, s := range servers {
 		fmt.Fprintf(w, " %18s", s.name())
 	}
-	for i, s := range servers {
-		if kea >= 0 && i != kea {
+	for _, s := range servers {
+		if _, isKea := s.(*keaServer); kea >= 0 && !isKea {
 			fmt.Fprintf(w, " %18s", "ratio "+strings.TrimPrefix(s.name(), "pictl ")+"/kea")
 		}
 	}
@@ -346,7 +360,7 @@ func printTable(w io.Writer, servers []server, results []trial, clients int, d t
 			fmt.Fprintf(w, " %18s", fmt.Sprintf(r.fmt, v))
 		}
 		for i := range vals {
-			if kea >= 0 && i != kea {
+			if _, isKea := servers[i].(*keaServer); kea >= 0 && !isKea {
 				if vals[kea] != 0 {
 					fmt.Fprintf(w, " %18.2f", vals[i]/vals[kea])
 				} else {
@@ -359,7 +373,7 @@ func printTable(w io.Writer, servers []server, results []trial, clients int, d t
 	for _, s := range servers {
 		fmt.Fprintf(w, "  %s: %s\n", s.name(), s.describe())
 	}
-	fmt.Fprintln(w, "  ratio: pictl/kea (above 1 is better for leases/s, below 1 is better for latency, drops and CPU)")
+	fmt.Fprintln(w, "  ratio: pictl/"+servers[max(kea, 0)].name()+", kea's best column (above 1 is better for leases/s, below 1 is better for latency, drops and CPU)")
 }
 
 // udpRcvbufErrors is the UDP receive-buffer overflow count of namespace
@@ -485,11 +499,32 @@ func (p *proc) cpu() time.Duration {
 type keaServer struct {
 	proc
 	cpus, ns, dir, iface string
+	threads              int  // 0: multi-threading off
+	labelled             bool // several kea columns: the name says which
 }
 
-func (k *keaServer) name() string { return "kea-dhcp4" }
+func (k *keaServer) name() string {
+	switch {
+	case !k.labelled:
+		return "kea-dhcp4"
+	case k.threads == 0:
+		return "kea 1 thread"
+	}
+	return fmt.Sprintf("kea %d threads", k.threads)
+}
 func (k *keaServer) describe() string {
-	return "kea-dhcp4 " + keaVersion() + ", memfile (persist, no fsync), multi-threading 2 threads, queue 64"
+	mt := "multi-threading off"
+	if k.threads > 0 {
+		mt = fmt.Sprintf("multi-threading %d threads, queue 64", k.threads)
+	}
+	return "kea-dhcp4 " + keaVersion() + ", memfile (persist, no fsync), " + mt
+}
+
+func (k *keaServer) multiThreading() string {
+	if k.threads == 0 {
+		return `{"enable-multi-threading": false}`
+	}
+	return fmt.Sprintf(`{"enable-multi-threading": true, "thread-pool-size": %d, "packet-queue-size": 64}`, k.threads)
 }
 
 func keaVersion() string {
@@ -503,7 +538,7 @@ func keaVersion() string {
 const keaConfig = `{"Dhcp4": {
   "interfaces-config": {"interfaces": ["%s"], "dhcp-socket-type": "udp"},
   "lease-database": {"type": "memfile", "persist": true, "name": "%s", "lfc-interval": 0},
-  "multi-threading": {"enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64},
+  "multi-threading": %s,
   "valid-lifetime": 3600,
   "subnet4": [{"id": 1, "subnet": "%s", "pools": [{"pool": "%s - %s"}]}],
   "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": "stderr"}]}]
@@ -515,7 +550,7 @@ func (k *keaServer) start(ctx context.Context) error {
 		return err
 	}
 	conf := filepath.Join(k.dir, "kea.json")
-	cfg := fmt.Sprintf(keaConfig, k.iface, filepath.Join(k.dir, "leases4.csv"), network, poolFirst, poolLast)
+	cfg := fmt.Sprintf(keaConfig, k.iface, filepath.Join(k.dir, "leases4.csv"), k.multiThreading(), network, poolFirst, poolLast)
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		return err
 	}

@@ -16,4 +16,4 @@ if [ $# -gt 0 ]; then
 	exit
 fi
 "$bin"
-"$bin" -pin 0:1 -server-cpu 0.25
+"$bin" -pin 0:1 -server-cpu 0.25 -kea-threads 2,0
