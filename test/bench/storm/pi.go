@@ -472,12 +472,14 @@ func (p *pi) tftpBoot(ctx context.Context, server netip.Addr, env *bootEnv, pc *
 		rate, start := pc.rate(s.loader), time.Now()
 		atRate := func(n int64) time.Duration { return time.Duration(float64(n) / rate * 1e9) }
 		if rate > 0 {
-			// The Pi ACKs block k no earlier than its receive rate allows:
-			// a server that keeps up makes the file take size/rate. The
-			// waits are not booked one by one (the network's round trips
-			// fall between them): size/rate is the Pi's own time.
-			c.onData = func(got int64) {
-				_ = pc.wait(ctx, -1, time.Until(start.Add(atRate(got))))
+			// The Pi ACKs block k no earlier than its receive rate allows
+			// (less ~1 ms of slack, see rateGate): a server that keeps up
+			// makes the file take size/rate. The waits are not booked one
+			// by one (the network's round trips fall between them):
+			// size/rate is the Pi's own time.
+			gate := &rateGate{start: start, rate: rate}
+			c.onData = func(got int64, last bool) {
+				_ = gate.wait(ctx, got, last)
 			}
 		}
 		r, err := c.get(name, opts, fetchFull, s.name == "cmdline.txt")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -46,10 +47,14 @@ type tftpClient struct {
 	retries int
 	buf     []byte
 	// onData, when set, is called with the bytes received so far before
-	// each DATA block of a download is ACKed: the Pi's own pace.
-	onData func(got int64)
+	// each DATA block of a download is ACKed (last: the file's final
+	// block): the Pi's own pace.
+	onData func(got int64, last bool)
 	// Counters for the report.
 	retransmits int
+	// ackBuf is the ACK being sent: built in place, no allocation per
+	// block (some 1.7 M blocks in a 100-Pi storm).
+	ackBuf [4]byte
 }
 
 type tftpResult struct {
@@ -58,8 +63,8 @@ type tftpResult struct {
 	tsize int64  // from the OACK, -1 when none
 }
 
-func (c *tftpClient) send(to *net.UDPAddr, p []byte) error {
-	_, err := c.conn.WriteToUDP(p, to)
+func (c *tftpClient) send(to netip.AddrPort, p []byte) error {
+	_, err := c.conn.WriteToUDPAddrPort(p, to)
 	return err
 }
 
@@ -73,8 +78,12 @@ func rrq(name string, opts []string) []byte {
 	return b
 }
 
-func ack(block uint16) []byte {
-	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, opACK), block)
+// ack builds the ACK of block in c.ackBuf; the slice stays valid (and
+// unchanged) until the next call.
+func (c *tftpClient) ack(block uint16) []byte {
+	binary.BigEndian.PutUint16(c.ackBuf[:], opACK)
+	binary.BigEndian.PutUint16(c.ackBuf[2:], block)
+	return c.ackBuf[:]
 }
 
 func errPacket(code uint16, msg string) []byte {
@@ -91,6 +100,36 @@ func parseOACK(p []byte) map[string]string {
 	return out
 }
 
+// read waits for the next packet for at most rto from now, as a read
+// deadline set before every read would, without moving the socket's
+// deadline per packet: *armed is the deadline the socket has, re-armed
+// only when it has passed or fires before now+rto has. ok is false on a
+// timeout.
+func (c *tftpClient) read(armed *time.Time) (n int, from netip.AddrPort, ok bool, err error) {
+	now := time.Now()
+	due := now.Add(c.rto)
+	if !armed.After(now) {
+		if err := c.conn.SetReadDeadline(due); err != nil {
+			return 0, from, false, err
+		}
+		*armed = due
+	}
+	for {
+		n, from, err = c.conn.ReadFromUDPAddrPort(c.buf)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, from, err == nil, err
+		}
+		if !time.Now().Before(due) {
+			return 0, from, false, nil
+		}
+		// The deadline was armed for an earlier packet: wait the rest.
+		if err := c.conn.SetReadDeadline(due); err != nil {
+			return 0, from, false, err
+		}
+		*armed = due
+	}
+}
+
 // get runs one request. keepData keeps the contents of files up to 64 KiB.
 func (c *tftpClient) get(name string, opts []string, mode fetchMode, keepData bool) (tftpResult, error) {
 	res := tftpResult{tsize: -1}
@@ -100,21 +139,24 @@ func (c *tftpClient) get(name string, opts []string, mode fetchMode, keepData bo
 	}
 	defer conn.Close()
 	c.conn = conn
+	server := c.server.AddrPort()
+	serverIP := server.Addr().Unmap()
 	last := rrq(name, opts)
-	lastTo := c.server
-	var peer *net.UDPAddr // the server's transfer TID
+	lastTo := server
+	var peer netip.AddrPort // the server's transfer TID; zero until its first packet
 	blksize := 512
 	var expect uint16 = 1
 	tries := 0
+	var armed time.Time // the socket's read deadline
 	if err := c.send(lastTo, last); err != nil {
 		return res, err
 	}
 	for {
-		if err := c.conn.SetReadDeadline(time.Now().Add(c.rto)); err != nil {
+		n, from, ok, err := c.read(&armed)
+		if err != nil {
 			return res, err
 		}
-		n, from, err := c.conn.ReadFromUDP(c.buf)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if !ok {
 			tries++
 			if tries > c.retries {
 				return res, fmt.Errorf("%s: timeout after %d retransmissions (block %d)", name, c.retries, expect)
@@ -125,19 +167,16 @@ func (c *tftpClient) get(name string, opts []string, mode fetchMode, keepData bo
 			}
 			continue
 		}
-		if err != nil {
-			return res, err
-		}
 		p := c.buf[:n]
-		if n < 4 || !from.IP.Equal(c.server.IP) {
+		if n < 4 || from.Addr().Unmap() != serverIP {
 			continue
 		}
-		if peer == nil {
-			if from.Port == c.server.Port {
+		if !peer.IsValid() {
+			if from.Port() == server.Port() {
 				continue
 			}
 			peer = from
-		} else if from.Port != peer.Port {
+		} else if from.Port() != peer.Port() {
 			// A late packet of an earlier transfer: tell it to stop.
 			_ = c.send(from, errPacket(5, "unknown transfer ID"))
 			continue
@@ -164,7 +203,7 @@ func (c *tftpClient) get(name string, opts []string, mode fetchMode, keepData bo
 				res.size = res.tsize
 				return res, c.send(peer, errPacket(0, ""))
 			}
-			last, lastTo, tries = ack(0), peer, 0
+			last, lastTo, tries = c.ack(0), peer, 0
 			if err := c.send(peer, last); err != nil {
 				return res, err
 			}
@@ -172,8 +211,9 @@ func (c *tftpClient) get(name string, opts []string, mode fetchMode, keepData bo
 			block := binary.BigEndian.Uint16(p[2:])
 			if block != expect {
 				if block == expect-1 {
-					// Our ACK was lost: the server resent; ACK again.
-					_ = c.send(peer, ack(block))
+					// Our ACK was lost: the server resent; ACK again
+					// (the same ACK as last, when last is an ACK).
+					_ = c.send(peer, c.ack(block))
 				}
 				continue
 			}
@@ -182,19 +222,20 @@ func (c *tftpClient) get(name string, opts []string, mode fetchMode, keepData bo
 				return res, c.send(peer, errPacket(0, ""))
 			}
 			data := p[4:]
+			final := len(data) < blksize
 			res.size += int64(len(data))
 			if keepData && res.size <= 64<<10 {
 				res.data = append(res.data, data...)
 			}
 			if c.onData != nil {
-				c.onData(res.size)
+				c.onData(res.size, final)
 			}
-			last, lastTo, tries = ack(block), peer, 0
+			last, lastTo, tries = c.ack(block), peer, 0
 			if err := c.send(peer, last); err != nil {
 				return res, err
 			}
 			expect++ // wraps past 65535, as the server's block number does
-			if len(data) < blksize {
+			if final {
 				if res.tsize >= 0 && res.tsize != res.size {
 					return res, fmt.Errorf("%s: got %d bytes, OACK said %d", name, res.size, res.tsize)
 				}
