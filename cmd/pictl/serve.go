@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -26,6 +27,7 @@ Under systemd use Type=notify (see cmd/pictl/pictl.service in the repository).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"PICTL_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile (go tool pprof) to this file until the controller stops", Hidden: true},
 		},
 		Action: serve,
 	}
@@ -35,6 +37,13 @@ func serve(c *cli.Context) error {
 	log, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
 	if err != nil {
 		return err
+	}
+	if path := c.String("cpuprofile"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		defer stop()
 	}
 	ctl, err := controller.New(controller.Config{
 		Store:      storeFor(c),
@@ -55,6 +64,23 @@ func serve(c *cli.Context) error {
 	}
 	log.Info("controller stopped")
 	return nil
+}
+
+// startCPUProfile profiles the whole controller, for performance work on
+// the servers under real load (the benchmarks run `pictl serve`).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) (*slog.Logger, error) {

@@ -96,6 +96,7 @@ type options struct {
 	verbose bool
 	prepare bool
 	logLvl  string
+	profDir string // pictl CPU profiles, "" = none
 	only    string
 	runs    int
 	paces   []string // "none", "real"
@@ -117,6 +118,7 @@ func main() {
 	flag.IntVar(&o.wsMB, "ws-mb", 60, "MB in the boot working set")
 	flag.BoolVar(&o.verbose, "v", false, "print every Pi's result")
 	flag.StringVar(&o.logLvl, "pictl-log-level", "info", "pictl serve --log-level (debug is for diagnosis: it costs CPU)")
+	flag.StringVar(&o.profDir, "pictl-cpuprofile", "", "directory: write a CPU profile of every pictl serve run into it (pictl-N<n>-<k>.pprof; go tool pprof bin/pictl FILE)")
 	flag.StringVar(&o.only, "only", "", "diagnosis: tftp = stop each boot after TFTP; nfs = fetch only cmdline.txt, then mount and read")
 	flag.IntVar(&o.runs, "runs", 1, "rounds of every (server, N); the table shows the median run by all-booted time")
 	flag.BoolVar(&o.prepare, "prepare", false, "only prepare the tree and pictl's image, then exit")
@@ -241,7 +243,7 @@ func run(ctx context.Context, log *slog.Logger, o options) (err error) {
 			if _, err := os.Stat(bin); err != nil {
 				return fmt.Errorf("pictl binary: %w (run make build)", err)
 			}
-			ps := &pictlServer{bin: bin, dir: filepath.Join(o.work, "pictl"), src: src, logLevel: o.logLvl, log: log}
+			ps := &pictlServer{bin: bin, dir: filepath.Join(o.work, "pictl"), src: src, logLevel: o.logLvl, profDir: o.profDir, log: log}
 			if err := ps.prepare(ctx); err != nil {
 				return err
 			}

@@ -126,6 +126,8 @@ func tail(path string, n int) string {
 type pictlServer struct {
 	bin, dir, src string
 	logLevel      string
+	profDir       string // "": no CPU profiles
+	starts        int
 	log           *slog.Logger
 	p             *proc
 }
@@ -217,7 +219,17 @@ func (s *pictlServer) start(ctx context.Context, pis []*pi) error {
 	if err := os.WriteFile(cfg, []byte(clusterYAML(state, sock, pis, true)), 0o644); err != nil {
 		return err
 	}
-	p, err := startProc(s.logPath(), []string{"PICTL_CONFIG=" + cfg, "PICTL_SOCKET=" + sock}, s.bin, "serve", "--log-level", s.logLevel)
+	args := []string{"serve", "--log-level", s.logLevel}
+	if s.profDir != "" {
+		if err := os.MkdirAll(s.profDir, 0o755); err != nil {
+			return err
+		}
+		s.starts++
+		prof := filepath.Join(s.profDir, fmt.Sprintf("pictl-N%d-%d.pprof", len(pis), s.starts))
+		args = append(args, "--cpuprofile", prof)
+		s.log.Info("pictl CPU profile", "file", prof)
+	}
+	p, err := startProc(s.logPath(), []string{"PICTL_CONFIG=" + cfg, "PICTL_SOCKET=" + sock}, s.bin, args...)
 	if err != nil {
 		return err
 	}
