@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"sync"
 
 	nfs "github.com/willscott/go-nfs"
 )
@@ -26,7 +25,8 @@ const (
 	maxReadLen = 1 << 24 // go-nfs's MaxRead
 )
 
-var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, (1<<20)+512); return &b }}
+// newReadBuf is a READ reply buffer sized for Linux's default 1 MiB rsize.
+func newReadBuf() any { b := make([]byte, 0, (1<<20)+512); return &b }
 
 // parsedRead is a decoded READ3args with its RPC xid.
 type parsedRead struct {
@@ -134,8 +134,8 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error) bool {
 	}
 
 	const head = 4 + 24 + 4 + 4 + 84 + 4 + 4 + 4 // mark, RPC reply, status, attrs, count, eof, length
-	bp := readBufs.Get().(*[]byte)
-	defer readBufs.Put(bp)
+	bp := s.readBufs.Get().(*[]byte)
+	defer s.readBufs.Put(bp)
 	need := head + int(count) + 3
 	if cap(*bp) < need {
 		*bp = make([]byte, 0, need)

@@ -37,6 +37,8 @@ type Server struct {
 	// lowerFDs holds the open files of read-only layers (images, role
 	// layers) for every export: see export.fdsFor.
 	lowerFDs fdCache
+	// readBufs holds the READ reply buffers of the direct READ path.
+	readBufs sync.Pool
 
 	mu       sync.Mutex
 	exports  map[string]*export // by export path ("/nodes/pi3")
@@ -94,6 +96,7 @@ func New(cfg Config, nodes Nodes, volumes Volumes, db *bbolt.DB, log *slog.Logge
 		dirty:    make(map[string]string),
 		dirtyFS:  make(map[string]bool),
 		lowerFDs: fdCache{max: maxSharedFDs},
+		readBufs: sync.Pool{New: newReadBuf},
 	}, nil
 }
 
