@@ -74,7 +74,8 @@ func (s *Server) fastAttr(rec []byte, send func([]byte) error) bool {
 		w = binary.BigEndian.AppendUint32(w, mask)
 	}
 	binary.BigEndian.PutUint32(w, uint32(len(w)-4)|0x80000000)
-	_ = send(w) // a failed send closes the connection
+	// Counted before the send: a client that has its reply sees the count.
 	s.metrics.fastAttrs.Inc()
+	_ = send(w) // a failed send closes the connection
 	return true
 }

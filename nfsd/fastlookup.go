@@ -154,8 +154,9 @@ func (s *Server) fastLookup(rec []byte, send func([]byte) error) bool {
 		w = appendFattr(w, nfs.ToFileAttribute(dfi, dir))
 	}
 	binary.BigEndian.PutUint32(w, uint32(len(w)-4)|0x80000000)
-	_ = send(w) // a failed send closes the connection
+	// Counted before the send: a client that has its reply sees the count.
 	s.metrics.fastLookups.Inc()
+	_ = send(w) // a failed send closes the connection
 	return true
 }
 

@@ -175,8 +175,9 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error) bool {
 		end++
 	}
 	binary.BigEndian.PutUint32(buf, uint32(end-4)|0x80000000)
-	_ = send(buf[:end]) // a failed send closes the connection
+	// Counted before the send: a client that has its reply sees the count.
 	s.metrics.fastReads.Inc()
+	_ = send(buf[:end]) // a failed send closes the connection
 	return true
 }
 
