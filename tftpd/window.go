@@ -46,13 +46,16 @@ const (
 	windowTTL = 10 * time.Minute
 	// maxLearned bounds the program: two instructions per learned address,
 	// four per prefix, BPF_MAXINSNS 4096.
-	maxLearned  = 1500
-	maxPrefixes = 128
+	maxLearned = 1500
 	// skfNetOff is SKF_NET_OFF: a cBPF load at this offset reads from the
 	// network header; the reuseport program's data starts at the UDP
 	// payload, and the source address is 12 bytes into the IPv4 header.
 	skfNetOff = -0x100000
 )
+
+// MaxWindowClients is how many Config.WindowClients prefixes the steering
+// program holds (four instructions each, beside maxLearned addresses).
+const MaxWindowClients = 128
 
 // windowClients is the set of client addresses sent windowed, and the
 // steering program built from it.
@@ -66,8 +69,8 @@ type windowClients struct {
 }
 
 func newWindowClients(static []netip.Prefix) (*windowClients, error) {
-	if len(static) > maxPrefixes {
-		return nil, fmt.Errorf("tftpd: %d window client prefixes, at most %d", len(static), maxPrefixes)
+	if len(static) > MaxWindowClients {
+		return nil, fmt.Errorf("tftpd: %d window client prefixes, at most %d", len(static), MaxWindowClients)
 	}
 	for _, p := range static {
 		if !p.Addr().Is4() {

@@ -142,7 +142,7 @@ func TestWindowClientsSet(t *testing.T) {
 	if _, ok := w.learned[netip.AddrFrom4([4]byte{10, 2, 0, 0})]; ok {
 		t.Error("oldest address kept past the cap")
 	}
-	prefixes := make([]netip.Prefix, maxPrefixes)
+	prefixes := make([]netip.Prefix, MaxWindowClients)
 	for i := range prefixes {
 		prefixes[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(i), 0}), 24)
 	}

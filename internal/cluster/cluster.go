@@ -83,6 +83,11 @@ type TFTP struct {
 	WindowClients []netip.Prefix `yaml:"window_clients"`
 }
 
+// MaxWindowClients is how many tftp.window_clients prefixes tftpd's
+// steering program holds (tftpd.MaxWindowClients; the controller's tests
+// keep the two equal). Checked here so cluster.yaml names the line.
+const MaxWindowClients = 128
+
 // DiscoveryPolicy says what happens to a client that is not in cluster.yaml.
 type DiscoveryPolicy string
 

@@ -216,9 +216,9 @@ func (s *source) decodeTFTP(t *TFTP, path string, v *yaml.Node) {
 				}
 				t.WindowClients = append(t.WindowClients, pfx.Masked())
 			}
-			if len(t.WindowClients) > 128 {
+			if len(t.WindowClients) > MaxWindowClients {
 				s.bad[p] = true
-				s.errAt(v, "merge addresses into wider prefixes (the steering program holds at most 128)",
+				s.errAt(v, "merge addresses into wider prefixes (the steering program holds at most "+strconv.Itoa(MaxWindowClients)+")",
 					"tftp.window_clients has %d entries", len(t.WindowClients))
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
 	"github.com/pictl/pictl/internal/store"
+	"github.com/pictl/pictl/tftpd"
 )
 
 func newTestController(t *testing.T) (*Controller, *store.Store, string) {
@@ -135,5 +136,13 @@ func TestSecondControllerRefused(t *testing.T) {
 	_, err := New(Config{Store: st})
 	if err == nil || !strings.Contains(err.Error(), "another controller") {
 		t.Fatalf("second controller: %v", err)
+	}
+}
+
+// cluster.yaml is checked against tftpd's steering limit without the
+// cluster package importing a server: the two constants must agree.
+func TestWindowClientLimitsAgree(t *testing.T) {
+	if cluster.MaxWindowClients != tftpd.MaxWindowClients {
+		t.Fatalf("cluster.MaxWindowClients = %d, tftpd.MaxWindowClients = %d", cluster.MaxWindowClients, tftpd.MaxWindowClients)
 	}
 }
