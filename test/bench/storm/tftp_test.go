@@ -391,8 +391,11 @@ func TestRateGate(t *testing.T) {
 		wantWait bool
 	}{
 		{"behind", -time.Millisecond, false, false},
-		{"slightly ahead", paceSlack / 4, false, false},
-		{"slightly ahead, last block", paceSlack / 4, true, true},
+		// Time passes between setting up the gate and the wait, which
+		// only makes the Pi less far ahead: the margins leave room for a
+		// slow machine.
+		{"slightly ahead", paceSlack * 9 / 10, false, false},
+		{"slightly ahead, last block", paceSlack * 9 / 10, true, true},
 		{"well ahead", 3 * paceSlack, false, true},
 	}
 	for _, tt := range tests {
@@ -425,7 +428,7 @@ func TestRateGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	took, want := time.Since(g.start), time.Duration(size/rate*1e9)
-	if took < want || took > want+50*time.Millisecond {
+	if took < want || took > want+time.Second { // the upper bound only catches waits far too long
 		t.Errorf("paced download took %v, want %v", took, want)
 	}
 	if worst >= paceSlack {
