@@ -27,14 +27,21 @@
 // (kea), so a larger buffer helps the burstier server more. Tables made
 // with it say so in their header.
 //
-// On two cores perfdhcp, not the server, sets the ceiling (it needs about
-// a core per 7,000 leases/s). -pin TOOL:SERVER puts perfdhcp and the
+// On two cores perfdhcp, not the server, sets the ceiling. In its default
+// multi-thread mode (a receiver thread) it takes 1.3–1.6 cores and tops
+// out near 5,000 leases/s here, whatever the server; single-thread mode
+// (-perfdhcp-args "-g single") reaches ~8,000/s on ~1.2 cores, so run.sh's
+// as-is table uses it. -pin TOOL:SERVER puts perfdhcp and the
 // server on separate CPUs, and -server-cpu F caps the server at F of one
 // CPU (cgroup bandwidth control, 10 ms period), the same for every
 // server: capped, the servers run out of CPU before perfdhcp does and the
 // table compares them, as on a machine where the load generator has
-// cores to spare. run.sh with no arguments prints both tables: as is, and
-// pinned with the servers capped at a quarter of a CPU.
+// cores to spare. run.sh with no arguments prints both tables: as is
+// (perfdhcp -g single), and pinned with the servers capped at a quarter of
+// a CPU (perfdhcp's default mode: single-thread mode sends in clumps,
+// which overflow a throttled kea's socket buffer — kea 1 thread fell from
+// ~3,700/s to ~2,000/s that way — while pictl's larger buffer absorbs
+// them, so that table would flatter pictl).
 //
 // Needs root, iproute2, perfdhcp and kea-dhcp4. Run: test/bench/dhcp/run.sh
 package main
@@ -96,6 +103,7 @@ func main() {
 		toolBuf  = flag.Int("tool-rcvbuf", 0, "receive buffer (bytes) forced on perfdhcp's sockets in every trial, for both servers alike; 0 = perfdhcp's default (net.core.rmem_default)")
 		keaMT    = flag.String("kea-threads", "2", "kea-dhcp4's thread-pool-size, a comma-separated list for one kea column each; 0 turns its multi-threading off")
 		capCPU   = flag.Float64("server-cpu", 0, "cap the server at this fraction of one CPU (cgroup CPU bandwidth), the same for every server, so the server, not perfdhcp, runs out of CPU first; 0 = no cap")
+		toolArgs = flag.String("perfdhcp-args", "", "extra perfdhcp flags, space-separated, for both servers alike (e.g. \"-g single\")")
 		pin      = flag.String("pin", "", "TOOL_CPUS:SERVER_CPUS: run perfdhcp and the server on separate CPUs (taskset lists, e.g. 0:1), the same for every server")
 	)
 	flag.Parse()
@@ -114,13 +122,13 @@ func main() {
 		keaThreads = append(keaThreads, n)
 	}
 	q := quietness{threshold: *quiet, maxWait: *quietMax}
-	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *profDir, strings.Fields(*extra), *retries, *toolBuf, pins, *capCPU, keaThreads, q); err != nil {
+	if err := run(*long, *short, *clients, *start, *maxRate, *maxDrop, *only, *workdir, *profDir, strings.Fields(*extra), *retries, toolOpts{rcvbuf: *toolBuf, args: strings.Fields(*toolArgs)}, pins, *capCPU, keaThreads, q); err != nil {
 		fmt.Fprintln(os.Stderr, "dhcp bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries, toolBuf int, pins cpuPins, capCPU float64, keaThreads []int, q quietness) error {
+func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries int, tool toolOpts, pins cpuPins, capCPU float64, keaThreads []int, q quietness) error {
 	load0 := loadAvg()
 	for _, tool := range []string{"ip", "perfdhcp", "kea-dhcp4"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -182,7 +190,7 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 		}
 		cpu0 := s.cpu()
 		sOver0, cOver0 := udpRcvbufErrors(nets.server), udpRcvbufErrors(nets.client)
-		t, err := runPerfdhcp(ctx, pins.tool, nets.client, clientAddr, serverAddr, rate, clients, d, toolBuf)
+		t, err := runPerfdhcp(ctx, pins.tool, nets.client, clientAddr, serverAddr, rate, clients, d, tool)
 		cpu := s.cpu() - cpu0
 		sOver, cOver := udpRcvbufErrors(nets.server)-sOver0, udpRcvbufErrors(nets.client)-cOver0
 		if serr := s.stop(); err == nil {
@@ -262,7 +270,7 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 			break
 		}
 	}
-	printTable(os.Stdout, servers, results, clients, long, maxDrop, toolBuf, pins, quota)
+	printTable(os.Stdout, servers, results, clients, long, maxDrop, tool, pins, quota)
 	fmt.Fprintf(os.Stdout, "  machine: %d CPUs, load average %s at start, %s at end (other jobs share the machine)\n", runtime.NumCPU(), load0, loadAvg())
 	return nil
 }
@@ -303,12 +311,8 @@ func (s *search) record(t trial) {
 	}
 }
 
-func printTable(w io.Writer, servers []server, results []trial, clients int, d time.Duration, maxDrop float64, toolBuf int, pins cpuPins, quota *cpuQuota) {
-	rcvbuf := "perfdhcp's default receive buffer"
-	if toolBuf > 0 {
-		rcvbuf = fmt.Sprintf("perfdhcp's receive buffer forced to %d bytes (-tool-rcvbuf, both servers)", toolBuf)
-	}
-	fmt.Fprintf(w, "\nDHCPv4 under perfdhcp (relayed, %d clients, pool %s-%s, %s trial, ≤ %.0f %% drops, %s, %s, %s)\n", clients, poolFirst, poolLast, d, maxDrop, rcvbuf, pins, quota)
+func printTable(w io.Writer, servers []server, results []trial, clients int, d time.Duration, maxDrop float64, tool toolOpts, pins cpuPins, quota *cpuQuota) {
+	fmt.Fprintf(w, "\nDHCPv4 under perfdhcp (relayed, %d clients, pool %s-%s, %s trial, ≤ %.0f %% drops, %s, %s, %s)\n", clients, poolFirst, poolLast, d, maxDrop, tool, pins, quota)
 	type row struct {
 		label string
 		f     func(trial) float64

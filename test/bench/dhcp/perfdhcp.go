@@ -69,23 +69,42 @@ var (
 	reStamp   = regexp.MustCompile(`^sent / received: ([0-9.]+) / ([0-9.]+)`)
 )
 
+// toolOpts is how perfdhcp runs in every trial, whichever server it
+// measures.
+type toolOpts struct {
+	rcvbuf int      // > 0: its sockets get this receive buffer (growSocketBuffers)
+	args   []string // extra flags, e.g. -g single
+}
+
+func (o toolOpts) String() string {
+	s := "perfdhcp's default receive buffer"
+	if o.rcvbuf > 0 {
+		s = fmt.Sprintf("perfdhcp's receive buffer forced to %d bytes (-tool-rcvbuf, both servers)", o.rcvbuf)
+	}
+	if len(o.args) > 0 {
+		s = fmt.Sprintf("perfdhcp %s, %s", strings.Join(o.args, " "), s)
+	}
+	return s
+}
+
 // runPerfdhcp runs perfdhcp in the client namespace as a relay (-l) against
-// server for d at rate exchanges/s over clients simulated clients. With
-// rcvbuf > 0, perfdhcp's sockets get that receive buffer (see
-// growSocketBuffers); the trial's diagnostics say what they got.
-func runPerfdhcp(ctx context.Context, cpus, clientNS, local, server string, rate, clients int, d time.Duration, rcvbuf int) (trial, error) {
-	cmd := netnsCmd(ctx, cpus, clientNS, "perfdhcp", "-4",
-		"-r", strconv.Itoa(rate), "-R", strconv.Itoa(clients),
-		"-p", strconv.Itoa(int(d.Seconds())), "-x", "t", "-l", local, server)
+// server for d at rate exchanges/s over clients simulated clients. When
+// its sockets' receive buffers are forced, the trial's diagnostics say
+// what they got.
+func runPerfdhcp(ctx context.Context, cpus, clientNS, local, server string, rate, clients int, d time.Duration, o toolOpts) (trial, error) {
+	args := []string{"perfdhcp", "-4", "-r", strconv.Itoa(rate), "-R", strconv.Itoa(clients),
+		"-p", strconv.Itoa(int(d.Seconds())), "-x", "t"}
+	args = append(args, o.args...)
+	cmd := netnsCmd(ctx, cpus, clientNS, append(args, "-l", local, server)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		return trial{}, fmt.Errorf("perfdhcp: %w", err)
 	}
 	var bufs socketBuffers
-	if rcvbuf > 0 {
+	if o.rcvbuf > 0 {
 		// `ip netns exec` execs perfdhcp: the PID is perfdhcp's.
-		bufs = growSocketBuffers(ctx, cmd.Process.Pid, rcvbuf)
+		bufs = growSocketBuffers(ctx, cmd.Process.Pid, o.rcvbuf)
 	}
 	err := cmd.Wait()
 	// Exit status 3 means "some exchanges not completed": a normal result.
@@ -97,7 +116,7 @@ func runPerfdhcp(ctx context.Context, cpus, clientNS, local, server string, rate
 	if ps := cmd.ProcessState; ps != nil {
 		t.toolCPU = ps.UserTime() + ps.SystemTime()
 	}
-	if rcvbuf > 0 {
+	if o.rcvbuf > 0 {
 		t.toolBuffers = bufs.String()
 	}
 	return t, nil
