@@ -87,11 +87,11 @@ func barLine(p Progress, width int) string {
 		}
 		fmt.Fprintf(&b, "%3.0f%% ", frac*100)
 	}
-	fmt.Fprintf(&b, "%s", humanBytes(p.Done))
+	fmt.Fprintf(&b, "%s", HumanBytes(p.Done))
 	if p.Total > 0 {
-		fmt.Fprintf(&b, "/%s", humanBytes(p.Total))
+		fmt.Fprintf(&b, "/%s", HumanBytes(p.Total))
 	}
-	fmt.Fprintf(&b, "  %s/s", humanBytes(int64(p.Rate())))
+	fmt.Fprintf(&b, "  %s/s", HumanBytes(int64(p.Rate())))
 	if eta := p.ETA(); eta >= 0 && !p.Final {
 		fmt.Fprintf(&b, "  ETA %s", eta.Round(time.Second))
 	}
@@ -105,7 +105,9 @@ func plainLine(p Progress) string {
 	return fmt.Sprintf("image %s: %s", p.Image, strings.Join(strings.Fields(barLine(p, 0)), " "))
 }
 
-func humanBytes(n int64) string {
+// HumanBytes formats a byte count in binary units (1.5 MiB), as image
+// sizes and progress are shown.
+func HumanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

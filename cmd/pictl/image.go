@@ -153,7 +153,7 @@ func imageImport(c *cli.Context) error {
 	if _, err := update(c, func(d *cluster.Document) error { return d.Set(entry, "images", name) }); err != nil {
 		return fmt.Errorf("image import %s: imported, but cluster.yaml not updated: %w", name, err)
 	}
-	fmt.Fprintf(c.App.Writer, "%s: imported %s (%s, %s, %d files, %s)\n", name, source, orNone(meta.OSRelease.PrettyName), orNone(meta.Arch), meta.Files, humanBytes(meta.Size))
+	fmt.Fprintf(c.App.Writer, "%s: imported %s (%s, %s, %d files, %s)\n", name, source, orNone(meta.OSRelease.PrettyName), orNone(meta.Arch), meta.Files, images.HumanBytes(meta.Size))
 	switch meta.Boot.NFSRoot {
 	case "no":
 		fmt.Fprintf(c.App.Writer, "warning: %s cannot mount an NFS root: %s\n", name, meta.Boot.NFSRootWhy)
@@ -184,7 +184,7 @@ func imageShow(c *cli.Context) error {
 		t.row("kernels:", strings.Join(meta.Kernels, ", "))
 		t.row("boot:", meta.Boot.Kind+" "+meta.Boot.Kernel+" "+meta.Boot.Initrd)
 		t.row("nfs root:", meta.Boot.NFSRoot+" "+meta.Boot.NFSRootWhy)
-		t.row("size:", fmt.Sprintf("%s in %d files", humanBytes(meta.Size), meta.Files))
+		t.row("size:", fmt.Sprintf("%s in %d files", images.HumanBytes(meta.Size), meta.Files))
 		t.row("packages:", fmt.Sprint(len(meta.Packages)))
 		var steps []string
 		for _, p := range meta.Prepared {
@@ -252,17 +252,4 @@ func completeImageNames(c *cli.Context) {
 			fmt.Fprintln(c.App.Writer, n)
 		}
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
