@@ -38,10 +38,10 @@
 // table compares them, as on a machine where the load generator has
 // cores to spare. run.sh with no arguments prints both tables: as is
 // (perfdhcp -g single), and pinned with the servers capped at a quarter of
-// a CPU (perfdhcp's default mode: single-thread mode sends in clumps,
-// which overflow a throttled kea's socket buffer — kea 1 thread fell from
-// ~3,700/s to ~2,000/s that way — while pictl's larger buffer absorbs
-// them, so that table would flatter pictl).
+// a CPU, in perfdhcp's default mode: capped with -g single (and
+// -tool-rcvbuf), kea 1 thread fell from ~3,700/s to ~2,000/s with its own
+// socket overflowing while throttled, which pictl's larger socket buffer
+// absorbs, so that table would flatter pictl.
 //
 // Needs root, iproute2, perfdhcp and kea-dhcp4. Run: test/bench/dhcp/run.sh
 package main
@@ -130,9 +130,9 @@ func main() {
 
 func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64, only, workdir, profDir string, extra []string, retries int, tool toolOpts, pins cpuPins, capCPU float64, keaThreads []int, q quietness) error {
 	load0 := loadAvg()
-	for _, tool := range []string{"ip", "perfdhcp", "kea-dhcp4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found (Debian: iproute2, kea-admin, kea-dhcp4-server)", tool)
+	for _, bin := range []string{"ip", "perfdhcp", "kea-dhcp4"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s not found (Debian: iproute2, kea-admin, kea-dhcp4-server)", bin)
 		}
 	}
 	if os.Geteuid() != 0 {
