@@ -30,7 +30,7 @@
 // On two cores perfdhcp, not the server, sets the ceiling. In its default
 // multi-thread mode (a receiver thread) it takes 1.3–1.6 cores and tops
 // out near 5,000 leases/s here, whatever the server; single-thread mode
-// (-perfdhcp-args "-g single") reaches ~8,000/s on ~1.2 cores, so run.sh's
+// (-perfdhcp-args "-g single") reaches ~8,000/s on 1.1–1.6 cores, so run.sh's
 // as-is table uses it. -pin TOOL:SERVER puts perfdhcp and the
 // server on separate CPUs, and -server-cpu F caps the server at F of one
 // CPU (cgroup bandwidth control, 10 ms period), the same for every
@@ -54,6 +54,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -260,7 +261,7 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 				c.done = true
 			case c.attempt < retries:
 				c.attempt++
-			case c.step == 3 || c.rate*9/10 < 100:
+			case c.step == confirmSteps || c.rate*9/10 < 100:
 				c.done = true
 			default:
 				c.step, c.attempt, c.rate = c.step+1, 0, c.rate*9/10
@@ -274,6 +275,10 @@ func run(long, short time.Duration, clients, start, maxRate int, maxDrop float64
 	fmt.Fprintf(os.Stdout, "  machine: %d CPUs, load average %s at start, %s at end (other jobs share the machine)\n", runtime.NumCPU(), load0, loadAvg())
 	return nil
 }
+
+// confirmSteps: a rate whose long trials fail (after retries) drops by
+// 10 % at most this many times before the last trial stands, starred.
+const confirmSteps = 3
 
 // search finds the highest passing rate: ×1.5 until a trial fails, then
 // bisection until the bounds are within 10 %.
@@ -381,7 +386,7 @@ func printTable(w io.Writer, servers []server, results []trial, clients int, d t
 		fmt.Fprintln(w)
 	}
 	if unconfirmed {
-		fmt.Fprintf(w, "  *: not sustained: no long trial, down to ~73 %% of the rate the search found, kept drops ≤ %.0f %%; the last one is shown\n", maxDrop)
+		fmt.Fprintf(w, "  *: not sustained: no long trial, down to ~%.0f %% of the rate the search found, kept drops ≤ %.0f %%; the last one is shown\n", 100*math.Pow(0.9, confirmSteps), maxDrop)
 	}
 	for _, s := range servers {
 		fmt.Fprintf(w, "  %s: %s\n", s.name(), s.describe())
