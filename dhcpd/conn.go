@@ -19,6 +19,8 @@ import (
 type dhcpConn struct {
 	udp *net.UDPConn
 	pc  *ipv4.PacketConn
+	// out sends replies: pc, or a test's failing writer.
+	out batchWriter
 	// Per-destination values every reply needs, made once: control
 	// messages by (interface, source) and socket addresses by destination
 	// (a relay's, the broadcast, a renewing client's). Both are immutable
@@ -67,7 +69,7 @@ func listenDHCP(port int) (*dhcpConn, error) {
 		udp.Close()
 		return nil, fmt.Errorf("enable packet info on port %d: %w", port, err)
 	}
-	return &dhcpConn{udp: udp, pc: pc, oob: make(map[oobKey][]byte), addrs: make(map[netip.AddrPort]*net.UDPAddr)}, nil
+	return &dhcpConn{udp: udp, pc: pc, out: pc, oob: make(map[oobKey][]byte), addrs: make(map[netip.AddrPort]*net.UDPAddr)}, nil
 }
 
 // message builds a datagram of bufs (one buffer, owned by the caller) to dst; ifIndex (0 = routing decides)

@@ -636,3 +636,61 @@ func setHopLimits(c *net.IPConn) error {
 	}
 	return p.SetHopLimit(255)
 }
+
+// TestNetnsUnroutableCiaddrKeepsServing: a DISCOVER whose ciaddr the
+// server cannot route to used to panic in sendBatch (sendmmsg's -1 taken as
+// a count). The reply is dropped and counted; the next client is served.
+func TestNetnsUnroutableCiaddrKeepsServing(t *testing.T) {
+	l := newLab(t, "10.99.0.1/24")
+	// The refusal happens in the server's own routing table: nothing leaves it.
+	l.srv.MustIP("route", "add", "prohibit", "192.0.2.0/24")
+	nodes := newFakeNodes().add("02:00:00:00:00:42", Node{Name: "n42", IP: netip.MustParseAddr("10.99.0.42"), Netboot: true})
+	_, reg := l.serve(fullConfig("10.99.0.0/24", "10.99.0.100", "10.99.0.199"), nodes, nil)
+
+	attacker := l.client("br0", "02:00:00:00:00:66", "10.99.0.66/24")
+	err := attacker.Do(func() error {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: 68})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = setBroadcast(int(fd)) }); err != nil {
+			return err
+		}
+		if serr != nil {
+			return serr
+		}
+		for _, ciaddr := range []net.IP{net.IPv4(192, 0, 2, 7), net.IPv4(198, 51, 100, 7)} {
+			d, err := dhcpv4.NewDiscovery(net.HardwareAddr{2, 0, 0, 0, 0, 0x66}, dhcpv4.WithClientIP(ciaddr))
+			if err != nil {
+				return err
+			}
+			if _, err := c.WriteTo(d.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: 67}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for metricValue(reg, "pictl_dhcpd_send_errors_total") < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := metricValue(reg, "pictl_dhcpd_send_errors_total"); n < 2 {
+		t.Errorf("send errors counted: %v, want 2 (one per unroutable ciaddr)", n)
+	}
+	lease, err := nclient(t, l.client("br0", "02:00:00:00:00:42", "")).Request(context.Background())
+	if err != nil {
+		t.Fatalf("server stopped answering after unroutable replies: %v", err)
+	}
+	if !lease.ACK.YourIPAddr.Equal(net.IPv4(10, 99, 0, 42)) {
+		t.Errorf("yiaddr %s", lease.ACK.YourIPAddr)
+	}
+}

@@ -357,18 +357,42 @@ func (s *Server) sendBatch(c *dhcpConn, reps []*reply) {
 		rep.bufs[0] = rep.wire
 		ms[i] = c.message(rep.bufs[:], rep.dst, rep.ifIndex, src)
 	}
-	sent := 0
-	for sent < len(ms) {
-		n, err := c.pc.WriteBatch(ms[sent:], 0)
-		for _, rep := range reps[sent : sent+n] {
-			s.metrics.observe(rep.msg.typ, time.Since(rep.received)-rep.delay)
+	writeBatch(c.out, ms, func(i int) {
+		rep := reps[i]
+		s.metrics.observe(rep.msg.typ, time.Since(rep.received)-rep.delay)
+	}, func(i int, err error) {
+		s.metrics.sendErrors.Inc()
+		s.log.Debug("reply not sent", "dst", reps[i].dst.String(), "error", err)
+	})
+}
+
+// batchWriter is the sending half of a DHCP socket (ipv4.PacketConn).
+type batchWriter interface {
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// writeBatch hands every message to w once, calling sent or failed for
+// each index. sendmmsg reports -1 with its error when the first datagram
+// fails (e.g. no route to a client's ciaddr), and a writer may also report
+// zero or too many; none of that may stop the server: the refused datagram
+// is skipped and the rest are tried.
+func writeBatch(w batchWriter, ms []ipv4.Message, sent func(int), failed func(int, error)) {
+	for next := 0; next < len(ms); {
+		n, err := w.WriteBatch(ms[next:], 0)
+		n = max(0, min(n, len(ms)-next))
+		for i := next; i < next+n; i++ {
+			sent(i)
 		}
-		sent += n
-		if err != nil && sent < len(ms) {
-			// Skip the datagram the kernel refused, keep the rest.
-			s.metrics.sendErrors.Inc()
-			s.log.Debug("reply not sent", "dst", reps[sent].dst.String(), "error", err)
-			sent++
+		next += n
+		if next == len(ms) {
+			return
+		}
+		if err == nil && n == 0 {
+			err = errors.New("sendmmsg sent nothing")
+		}
+		if err != nil {
+			failed(next, err)
+			next++
 		}
 	}
 }
