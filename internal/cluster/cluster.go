@@ -45,6 +45,9 @@ type Ports struct {
 	NFS      uint16 `yaml:"nfs"`
 	API      uint16 `yaml:"api"` // TCP API port for remote use (0 = unix socket only)
 	Balancer uint16 `yaml:"balancer"`
+	// Agent is where the nodes' agents reach the controller (their own
+	// listener, with per-node credentials).
+	Agent uint16 `yaml:"agent"`
 }
 
 // DHCPMode says who owns addresses on the boot network.

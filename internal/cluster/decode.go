@@ -121,7 +121,7 @@ func (s *source) decodeController(ctl *Controller, path string, v *yaml.Node) {
 
 func (s *source) decodePorts(ports *Ports, path string, v *yaml.Node) {
 	s.mapping(path, v, secPorts, "", func(key, p string, _, v *yaml.Node) {
-		dst := map[string]*uint16{"tftp": &ports.TFTP, "nfs": &ports.NFS, "api": &ports.API, "balancer": &ports.Balancer}[key]
+		dst := map[string]*uint16{"tftp": &ports.TFTP, "nfs": &ports.NFS, "api": &ports.API, "balancer": &ports.Balancer, "agent": &ports.Agent}[key]
 		str, ok := s.scalar(p, v, key+": 8080")
 		if !ok {
 			return

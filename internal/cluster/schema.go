@@ -31,7 +31,7 @@ func (s section) keys() []string {
 	case secController:
 		return []string{"interface", "interfaces", "address", "state_dir", "api_socket"}
 	case secPorts:
-		return []string{"tftp", "nfs", "api", "balancer"}
+		return []string{"tftp", "nfs", "api", "balancer", "agent"}
 	case secDHCP:
 		return []string{"mode", "range", "router", "dns", "domain", "lease", "pi3_delay"}
 	case secTFTP:

@@ -156,7 +156,7 @@ func (v *validator) ports() {
 	tcp := []struct {
 		key  string
 		port uint16
-	}{{"nfs", or(p.NFS, DefaultNFSPort)}, {"balancer", or(p.Balancer, DefaultBalancerPort)}, {"api", p.API}}
+	}{{"nfs", or(p.NFS, DefaultNFSPort)}, {"balancer", or(p.Balancer, DefaultBalancerPort)}, {"agent", or(p.Agent, DefaultAgentPort)}, {"api", p.API}}
 	for i, a := range tcp {
 		for _, b := range tcp[:i] {
 			if a.port != 0 && a.port == b.port {
