@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
 )
 
@@ -46,7 +49,14 @@ func roleCommand() *cli.Command {
 running controller applies the change at once, no reboot needed.
 
    pictl role set pi3 web
-   pictl role set pi3 none`,
+   pictl role set pi3 none
+   pictl role set pi3 db --wait      # until pi3 reports the target active or failed
+   pictl role set pi3 db --reboot    # switch by rebooting pi3 instead`,
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "wait", Usage: "wait until the node reports its new role's target active or failed"},
+					&cli.BoolFlag{Name: "reboot", Usage: "switch by rebooting the node instead of live"},
+					&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "how long --wait waits"},
+				},
 				BashComplete: completeRoleSet,
 				Action:       roleSet,
 			},
@@ -73,6 +83,28 @@ func roleSet(c *cli.Context) error {
 		return fmt.Errorf("role set: expected NODE ROLE, got %d arguments (e.g. pictl role set pi3 web)", c.NArg())
 	}
 	node, role := c.Args().Get(0), strings.TrimSpace(c.Args().Get(1))
+	var client *api.Client
+	var gen uint64
+	if c.Bool("wait") || c.Bool("reboot") {
+		cl, err := storeFor(c).Load()
+		if err != nil {
+			return fmt.Errorf("role set %s: %w", node, err)
+		}
+		if _, ok := cl.Nodes[node]; !ok {
+			return fmt.Errorf("role set %s: %w", node, unknownNode(node))
+		}
+		client = apiClient(c, cl)
+		st, err := client.Status(c.Context)
+		if err != nil {
+			return fmt.Errorf("role set %s: --wait and --reboot need the running controller: %w", node, err)
+		}
+		gen = st.Generation
+		if c.Bool("reboot") {
+			if err := client.SwitchByReboot(c.Context, node); err != nil {
+				return fmt.Errorf("role set %s: %w", node, err)
+			}
+		}
+	}
 	var before string
 	cl, err := update(c, func(d *cluster.Document) error {
 		old, err := d.Cluster()
@@ -101,10 +133,77 @@ func roleSet(c *cli.Context) error {
 	after := cl.Nodes[node].Role
 	if before == after {
 		fmt.Fprintf(c.App.Writer, "%s: role %s (unchanged)\n", node, orNone(after))
+		gen = 0 // no reload to wait for
+	} else {
+		fmt.Fprintf(c.App.Writer, "%s: role %s → %s\n", node, orNone(before), orNone(after))
+	}
+	if !c.Bool("wait") {
 		return nil
 	}
-	fmt.Fprintf(c.App.Writer, "%s: role %s → %s\n", node, orNone(before), orNone(after))
-	return nil
+	return waitRole(c, client, node, after, gen)
+}
+
+// waitRole polls the controller until node reports role's target active
+// or failed, after the controller has loaded the edit (generation > gen).
+func waitRole(c *cli.Context, client *api.Client, node, role string, gen uint64) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	last := ""
+	for {
+		if st, err := client.Status(ctx); err == nil && st.Generation > gen {
+			rows, err := client.Nodes(ctx)
+			if err != nil {
+				return fmt.Errorf("role set %s: %w", node, err)
+			}
+			for _, n := range rows {
+				if n.Name != node || n.Runtime == nil {
+					continue
+				}
+				rs := n.Runtime.Role
+				if rs == nil {
+					return fmt.Errorf("role set %s: the controller renders no role layers", node)
+				}
+				if rs.Refused != "" && rs.Role != role {
+					return fmt.Errorf("role set %s: refused, the node keeps role %s: %s", node, orNone(rs.Role), rs.Refused)
+				}
+				last = rs.Summary()
+				if rs.Role == role && rs.Applied == rs.Layer && rs.Layer != "" {
+					switch rs.State {
+					case api.RoleActive:
+						fmt.Fprintf(c.App.Writer, "%s: %s (%.1fs)%s\n", node, last, time.Since(start).Seconds(), stageLine(rs))
+						return nil
+					case api.RoleFailed:
+						return fmt.Errorf("%s: %s", node, last)
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if last == "" {
+				last = "no answer from the controller"
+			}
+			return fmt.Errorf("role set %s: no final report within %s (now: %s)", node, c.Duration("timeout"), last)
+		case <-tick.C:
+		}
+	}
+}
+
+// stageLine says where the switch's time went.
+func stageLine(rs *api.RoleStatus) string {
+	var parts []string
+	for _, k := range []string{"render", "layer_visible", "reload", "isolate", "settle"} {
+		if d, ok := rs.Stages[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %s", strings.ReplaceAll(k, "_", " "), d.Round(time.Millisecond)))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, ", ")
 }
 
 func roleKnown(cl *cluster.Cluster, role string) bool {

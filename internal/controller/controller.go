@@ -49,6 +49,9 @@ type Controller struct {
 
 	// dir answers the servers' node lookups, when AddServers built them.
 	dir *nodeDirectory
+	// roleCatalog loads the role definitions (built-ins and the user's
+	// directory); nil: no role layers, no agent listener.
+	roleCatalog func(userDir string) (roleRenderer, error)
 
 	mu         sync.Mutex // guards the fields below
 	generation uint64

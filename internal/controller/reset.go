@@ -84,6 +84,19 @@ func (c *Controller) ResetNode(_ context.Context, name string, force bool) error
 	return nil // nfsd logs the reset
 }
 
+// SwitchByReboot answers POST /v1/nodes/{name}/switch-by-reboot.
+func (c *Controller) SwitchByReboot(_ context.Context, name string) error {
+	if _, ok := c.Cluster().Nodes[name]; !ok {
+		return &UnknownNodeError{Name: name}
+	}
+	sw, ok := firstComponent[interface{ SwitchByReboot(node string) }](c)
+	if !ok {
+		return errors.New("this controller renders no role layers, so it switches no roles")
+	}
+	sw.SwitchByReboot(name)
+	return nil
+}
+
 // ResetNodeOffline discards a node's own layer while no controller runs,
 // working on the state directory directly. With the server down nothing
 // can tell whether the node still holds its root mounted (a hard NFS mount

@@ -85,8 +85,13 @@ type roleLayers struct {
 	secret   []byte
 	binaries agentBinaries
 	log      *slog.Logger
+	// userDir holds the user's role definitions (beside cluster.yaml);
+	// Run re-renders every node when it changes.
+	userDir string
+	cluster func() *cluster.Cluster
 
-	mu      sync.Mutex
+	renderMu sync.Mutex // one render pass at a time
+	mu       sync.Mutex
 	nodes   map[string]*nodeRole
 	members chan struct{} // closed when any role's membership changes
 }
@@ -118,10 +123,24 @@ func newRoleLayers(stateDir string, log *slog.Logger) *roleLayers {
 
 func (r *roleLayers) Name() string { return "roles" }
 
-func (r *roleLayers) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+// Run follows the user's role definitions.
+func (r *roleLayers) Run(ctx context.Context) error {
+	if r.userDir == "" || r.cluster == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return watchTree(ctx, r.userDir, func() {
+		r.log.Info("role definitions changed; rendering again", "dir", r.userDir)
+		if err := r.Reload(ctx, r.cluster()); err != nil {
+			r.log.Error("rendering role layers failed", "err", err)
+		}
+	})
+}
 
 // Reload renders every node for the new state.
 func (r *roleLayers) Reload(ctx context.Context, cl *cluster.Cluster) error {
+	r.renderMu.Lock()
+	defer r.renderMu.Unlock()
 	rend, err := r.renderer()
 	if err != nil {
 		// A broken user role file: every node keeps its layer.

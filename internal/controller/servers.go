@@ -4,10 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/pictl/pictl/dhcpd"
+	"github.com/pictl/pictl/internal/agent"
+	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
 	"github.com/pictl/pictl/internal/neigh"
 	"github.com/pictl/pictl/nfsd"
@@ -73,7 +78,67 @@ func (c *Controller) AddServers() error {
 		return fmt.Errorf("nfs server: %w", err)
 	}
 	c.Register(nfsComponent{Server: nsrv})
+	return c.addRoles(cl, dir)
+}
+
+// addRoles registers the role layers and the agents' listener, when the
+// controller has a role catalog, and renders every node's layer before
+// anything serves: a node that boots at once gets its role.
+func (c *Controller) addRoles(cl *cluster.Cluster, dir *nodeDirectory) error {
+	if c.roleCatalog == nil {
+		return nil
+	}
+	state := cl.Controller.StateDir
+	secret, created, err := api.LoadOrCreateToken(filepath.Join(state, "agent-secret"))
+	if err != nil {
+		return fmt.Errorf("agent secret: %w", err)
+	}
+	if created {
+		c.log.Info("created the agents' secret; every node's credential derives from it", "file", filepath.Join(state, "agent-secret"))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("agent binary: %w", err)
+	}
+	log := c.log.With("component", "roles")
+	rl := newRoleLayers(state, log)
+	rl.userDir = filepath.Join(filepath.Dir(c.cfg.Store.Path()), "roles")
+	rl.cluster = c.Cluster
+	rl.renderer = func() (roleRenderer, error) { return c.roleCatalog(rl.userDir) }
+	rl.meta = dir.meta
+	rl.addr = c.NodeAddress
+	rl.drainers = func() []Drainer { return componentsAs[Drainer](c) }
+	rl.agentURL = agentURL
+	rl.secret = []byte(secret)
+	rl.binaries = agentBinaries{self: self, selfArch: debianArch(runtime.GOARCH)}
+	if err := rl.Reload(context.Background(), cl); err != nil {
+		log.Error("rendering role layers failed", "err", err)
+	}
+	dir.roleLayer = rl.RoleLayer
+	c.Register(rl)
+	c.Register(&agent.Listener{
+		Addr:        net.JoinHostPort(cl.Controller.Address.Addr().String(), strconv.Itoa(int(cl.Ports.Agent))),
+		Secret:      []byte(secret),
+		Coordinator: rl,
+		Log:         c.log.With("component", "agent-listener"),
+	})
 	return nil
+}
+
+// agentURL is where the nodes' agents reach the controller.
+func agentURL(cl *cluster.Cluster) string {
+	return "http://" + net.JoinHostPort(cl.Controller.Address.Addr().String(), strconv.Itoa(int(cl.Ports.Agent)))
+}
+
+// debianArch names a Go architecture as Debian (and cluster.yaml) do.
+func debianArch(goarch string) string {
+	switch goarch {
+	case "arm":
+		return "armhf"
+	case "386":
+		return "i386"
+	}
+	return goarch
 }
 
 // dhcpConfig translates cluster.yaml's dhcp section.
