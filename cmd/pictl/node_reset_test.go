@@ -46,7 +46,7 @@ type fakeController struct{ resets []string }
 func (f *fakeController) Status(context.Context) api.Status                    { return api.Status{} }
 func (f *fakeController) Nodes(context.Context) ([]api.Node, error)            { return nil, nil }
 func (f *fakeController) Discovered(context.Context) ([]api.Discovered, error) { return nil, nil }
-func (f *fakeController) SwitchByReboot(context.Context, string) error { return nil }
+func (f *fakeController) SwitchByReboot(context.Context, string) error         { return nil }
 
 func (f *fakeController) ResetNode(_ context.Context, name string, force bool) error {
 	switch {

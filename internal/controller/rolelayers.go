@@ -92,8 +92,8 @@ type roleLayers struct {
 
 	renderMu sync.Mutex // one render pass at a time
 	mu       sync.Mutex
-	nodes   map[string]*nodeRole
-	members chan struct{} // closed when any role's membership changes
+	nodes    map[string]*nodeRole
+	members  chan struct{} // closed when any role's membership changes
 }
 
 // nodeRole is one node's role layer and its agent's word on it.

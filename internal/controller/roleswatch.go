@@ -85,4 +85,3 @@ func treeFingerprint(dir string) string {
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
-
