@@ -238,8 +238,8 @@ func (d *decoder) decodeMounts(def *definition, v *yaml.Node) {
 				var str string
 				var ok bool
 				if str, pathNode, ok = d.scalar(v, "path", "path: /srv/"+vol); ok {
-					if !strings.HasPrefix(str, "/") || path.Clean(str) != str || str == "/" || strings.ContainsAny(str, "\n\x00") {
-						d.errAt(pathNode, "write an absolute, clean path below /, e.g. /srv/"+vol, "mount point %q is not an absolute clean path", str)
+					if !strings.HasPrefix(str, "/") || path.Clean(str) != str || str == "/" || strings.ContainsAny(str, " \t\r\n\x00\\\"'%") {
+						d.errAt(pathNode, "write an absolute, clean path below / without spaces or quotes, e.g. /srv/"+vol, "mount point %q is not an absolute clean path without spaces", str)
 						return
 					}
 					m.path = str

@@ -405,7 +405,8 @@ func (r *Role) renderTmpfiles(b *treeBuilder, target string, units []string, dat
 	}
 	u.set("Service", "Type", "oneshot")
 	u.set("Service", "RemainAfterExit", "yes")
-	u.setData("Service", "ExecStart", "systemd-tmpfiles --create /"+conf)
+	// /bin is /usr/bin on merged-/usr systems and the real place on older ones.
+	u.setData("Service", "ExecStart", "/bin/systemd-tmpfiles --create /"+conf)
 	text, err := u.bytes()
 	if err != nil {
 		return "", err
