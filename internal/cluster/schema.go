@@ -43,7 +43,7 @@ func (s section) keys() []string {
 	case secVolume:
 		return []string{"readonly", "path", "roles", "nodes"}
 	case secRole:
-		return []string{"description"}
+		return []string{"description", "vars"}
 	}
 	return nil
 }
