@@ -87,6 +87,8 @@ func New(cfg Config) (*Controller, error) {
 		db:      db,
 		metrics: reg,
 		states:  map[string]api.ComponentStatus{},
+
+		roleCatalog: loadRoleCatalog,
 	}
 	c.current.Store(cl)
 	c.generation, c.loadedAt = 1, time.Now()

@@ -35,7 +35,7 @@ type roleRenderer interface {
 	Packages(role string) [][]string
 	// Balancer is the port the role offers the balancer.
 	Balancer(role string) (port int, ok bool)
-	// Target is the systemd target that runs role.
+	// Target is the systemd target that runs role ("" = none).
 	Target(role string) string
 }
 
@@ -61,9 +61,6 @@ type agentFacts struct {
 
 // agentBinaryPath is where the agent binary goes in every node's root.
 const agentBinaryPath = "usr/local/lib/pictl/pictl-agent"
-
-// noRoleTarget is what a node without a role isolates.
-const noRoleTarget = "multi-user.target"
 
 // Drainer takes a node out of service before its role layer changes (the
 // balancer implements it: no new requests, wait for the running ones).
@@ -224,10 +221,7 @@ func (r *roleLayers) renderNode(ctx context.Context, rend roleRenderer, cl *clus
 		return fmt.Errorf("role layer of %s: %w", name, err)
 	}
 	took := time.Since(start)
-	d := agent.Desired{Role: role, Target: noRoleTarget, Layer: id}
-	if role != "" {
-		d.Target = rend.Target(role)
-	}
+	d := agent.Desired{Role: role, Target: rend.Target(role), Layer: id}
 
 	r.mu.Lock()
 	e := r.entry(name)

@@ -77,7 +77,12 @@ func (fakeRenderer) Packages(role string) [][]string {
 }
 
 func (fakeRenderer) Balancer(role string) (int, bool) { return 8000, role == "web" }
-func (fakeRenderer) Target(role string) string        { return "pictl-role-" + role + ".target" }
+func (fakeRenderer) Target(role string) string {
+	if role == "" {
+		return "multi-user.target"
+	}
+	return "pictl-role-" + role + ".target"
+}
 
 type fakeDrainer struct {
 	mu     sync.Mutex
