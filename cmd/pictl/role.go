@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
+	"github.com/pictl/pictl/internal/controller"
+	"github.com/pictl/pictl/roles"
 )
 
 // roleInfo is one row of `pictl role ls`.
@@ -69,10 +72,12 @@ running controller applies the change at once, no reboot needed.
 			},
 			{
 				Name:      "show",
-				Usage:     "describe a role and list its nodes",
+				Usage:     "describe a role and list its nodes, or the files a node would get",
 				ArgsUsage: "ROLE",
-				Flags:     []cli.Flag{outputFlag()},
-				Action:    roleShow,
+				Flags: []cli.Flag{outputFlag(),
+					&cli.StringFlag{Name: "render", Usage: "print the files `NODE` would get with this role"},
+				},
+				Action: roleShow,
 			},
 		},
 	}
@@ -264,9 +269,18 @@ func roleShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := storeFor(c).Load()
+	st := storeFor(c)
+	cl, err := st.Load()
 	if err != nil {
 		return fmt.Errorf("role show: %w", err)
+	}
+	if node := c.String("render"); node != "" {
+		tree, err := controller.PreviewRole(st, cl, node, name)
+		if err != nil {
+			return fmt.Errorf("role show %s --render %s: %w", name, node, err)
+		}
+		printTree(c.App.Writer, tree)
+		return nil
 	}
 	for _, r := range roleInfos(cl) {
 		if r.Name != name {
@@ -279,13 +293,31 @@ func roleShow(c *cli.Context) error {
 			}
 			t := newTable(w, "role:", r.Name)
 			t.row("kind:", kind)
-			t.row("target:", "pictl-"+r.Name+".target")
+			t.row("target:", roles.TargetName(r.Name))
 			t.row("description:", r.Description)
 			t.row("nodes:", strings.Join(r.Nodes, ", "))
 			return t.flush()
 		})
 	}
 	return fmt.Errorf("role show: unknown role %q: use one of %s", name, strings.Join(roleNames(cl), ", "))
+}
+
+// printTree lists a rendered tree: each file's path and mode, then its
+// content; symlinks and whiteouts on one line.
+func printTree(w io.Writer, t *roles.Tree) {
+	for _, f := range t.Files {
+		switch {
+		case f.Mode&fs.ModeSymlink != 0:
+			fmt.Fprintf(w, "%s -> %s\n", f.Path, f.Data)
+		case f.Mode&fs.ModeCharDevice != 0:
+			fmt.Fprintf(w, "%s (removed: whiteout)\n", f.Path)
+		default:
+			fmt.Fprintf(w, "==> %s (%04o)\n%s", f.Path, f.Mode.Perm(), f.Data)
+			if len(f.Data) > 0 && f.Data[len(f.Data)-1] != '\n' {
+				fmt.Fprintln(w)
+			}
+		}
+	}
 }
 
 func completeRoleSet(c *cli.Context) {

@@ -86,7 +86,11 @@ func (r catalogRenderer) Render(in renderInput) (roleTree, error) {
 		}
 		return 0
 	})
-	return r.c.Render(self, f)
+	t, err := r.c.Render(self, f)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 func roleNode(cl *cluster.Cluster, name string, n *cluster.Node, addr netip.Addr) roles.Node {

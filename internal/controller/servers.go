@@ -15,6 +15,7 @@ import (
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
 	"github.com/pictl/pictl/internal/neigh"
+	"github.com/pictl/pictl/internal/store"
 	"github.com/pictl/pictl/nfsd"
 	"github.com/pictl/pictl/tftpd"
 )
@@ -102,7 +103,7 @@ func (c *Controller) addRoles(cl *cluster.Cluster, dir *nodeDirectory) error {
 	}
 	log := c.log.With("component", "roles")
 	rl := newRoleLayers(state, log)
-	rl.userDir = filepath.Join(filepath.Dir(c.cfg.Store.Path()), "roles")
+	rl.userDir = userRolesDir(c.cfg.Store)
 	rl.cluster = c.Cluster
 	rl.renderer = func() (roleRenderer, error) { return c.roleCatalog(rl.userDir) }
 	rl.meta = dir.meta
@@ -123,6 +124,12 @@ func (c *Controller) addRoles(cl *cluster.Cluster, dir *nodeDirectory) error {
 		Log:         c.log.With("component", "agent-listener"),
 	})
 	return nil
+}
+
+// userRolesDir holds the user's role definitions: roles/ beside
+// cluster.yaml.
+func userRolesDir(st *store.Store) string {
+	return filepath.Join(filepath.Dir(st.Path()), "roles")
 }
 
 // agentURL is where the nodes' agents reach the controller.
