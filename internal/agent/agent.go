@@ -170,6 +170,10 @@ func (a *Agent) waitLayer(ctx context.Context, layer string) error {
 	deadline := time.Now().Add(orDefault(a.LayerTimeout, 2*time.Minute))
 	var seen string
 	for {
+		// Opening the directory makes an NFS client ask for its attributes
+		// (close-to-open) instead of trusting its cache for up to
+		// acdirmin; nfsd changes them with every role layer.
+		_, _ = os.ReadDir(filepath.Dir(path))
 		b, err := os.ReadFile(path)
 		seen = strings.TrimSpace(string(b))
 		if err == nil && seen == layer {
