@@ -20,6 +20,10 @@ type Systemd interface {
 	Isolate(ctx context.Context, target string) (result string, err error)
 	// Units reports target and the units it wants or requires.
 	Units(ctx context.Context, target string) ([]UnitState, error)
+	// Jobs counts systemd's queued jobs: an isolate's job is done when
+	// the target is reached, while the units it stops may still be
+	// stopping (MariaDB flushing), so settling waits for none.
+	Jobs(ctx context.Context) (int, error)
 	// Reboot reboots the node.
 	Reboot(ctx context.Context) error
 }
@@ -198,8 +202,8 @@ func (a *Agent) root() string {
 	return a.Root
 }
 
-// settle waits until no unit of the target is still starting or stopping,
-// then reports: active when the target and every unit is active, failed
+// settle waits until systemd has no job left and no unit of the target
+// is still starting or stopping, then reports: active when the target and every unit is active, failed
 // naming the first unit that is not.
 func (a *Agent) settle(ctx context.Context, rep Report) Report {
 	t := time.Now()
@@ -210,7 +214,11 @@ func (a *Agent) settle(ctx context.Context, rep Report) Report {
 			return failed(rep, fmt.Errorf("unit states: %w", err))
 		}
 		rep.Units = units
-		busy := false
+		jobs, err := a.Systemd.Jobs(ctx)
+		if err != nil {
+			return failed(rep, fmt.Errorf("systemd jobs: %w", err))
+		}
+		busy := jobs > 0
 		for _, u := range units {
 			if u.Active == "activating" || u.Active == "deactivating" || u.Active == "reloading" {
 				busy = true

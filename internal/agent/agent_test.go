@@ -51,6 +51,9 @@ type fakeSystemd struct {
 	outcome  map[string]string   // unit -> state after an isolate ("" = active)
 	calls    []string
 	isolated chan string
+
+	pendingJobs int // Jobs reports one job this many more times
+	jobLooks    int
 }
 
 func (f *fakeSystemd) Reload(context.Context) error {
@@ -65,6 +68,7 @@ func (f *fakeSystemd) Isolate(_ context.Context, target string) (string, error) 
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "isolate "+target)
 	f.active = target
+	f.pendingJobs = 2 // the old role's units are still stopping
 	return "done", nil
 }
 
@@ -85,6 +89,18 @@ func (f *fakeSystemd) Units(_ context.Context, target string) ([]UnitState, erro
 		out = append(out, UnitState{Name: u, Active: state(u)})
 	}
 	return out, nil
+}
+
+// Jobs: the first look after an isolate still sees a stop job running.
+func (f *fakeSystemd) Jobs(context.Context) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobLooks++
+	if f.pendingJobs > 0 {
+		f.pendingJobs--
+		return 1, nil
+	}
+	return 0, nil
 }
 
 func (f *fakeSystemd) Reboot(context.Context) error {
@@ -204,6 +220,11 @@ func TestAgentSwitches(t *testing.T) {
 	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target"}) {
 		t.Fatalf("systemd calls: %q", c)
 	}
+	sd.mu.Lock()
+	if sd.pendingJobs != 0 || sd.jobLooks < 3 {
+		t.Errorf("reported before systemd's jobs were done (%d left, %d looks)", sd.pendingJobs, sd.jobLooks)
+	}
+	sd.mu.Unlock()
 
 	// Back to web: everything active.
 	n.showLayer(t, "L3")

@@ -69,6 +69,11 @@ func (s *SystemdBus) Units(ctx context.Context, target string) ([]UnitState, err
 	return out, nil
 }
 
+func (s *SystemdBus) Jobs(ctx context.Context) (int, error) {
+	jobs, err := s.conn.ListJobsContext(ctx)
+	return len(jobs), err
+}
+
 func (s *SystemdBus) Reboot(ctx context.Context) error {
 	_, err := s.conn.StartUnitContext(ctx, "reboot.target", "replace-irreversibly", nil)
 	return err

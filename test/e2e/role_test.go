@@ -119,7 +119,7 @@ func TestRoleSwitchDebian(t *testing.T) {
 	}
 	t.Logf("pictl node ls:\n%s", l.pictl("node", "ls"))
 	if t.Failed() {
-		t.Logf("--- console tail:\n%s", g.Snapshot().Tail(60))
+		t.Logf("--- console tail:\n%s", g.Snapshot().Tail(200))
 	}
 }
 
