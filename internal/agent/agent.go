@@ -24,6 +24,12 @@ type Systemd interface {
 	// the target is reached, while the units it stops may still be
 	// stopping (MariaDB flushing), so settling waits for none.
 	Jobs(ctx context.Context) (int, error)
+	// StopMasked stops the units that run although their unit is now
+	// masked, and names them. A role masks the services of other roles;
+	// isolate keeps a service that a kept socket triggers (mariadb.service
+	// behind mariadb.socket, which the package enabled in the image), so
+	// the mask alone would leave the old role's service running.
+	StopMasked(ctx context.Context) ([]string, error)
 	// Reboot reboots the node.
 	Reboot(ctx context.Context) error
 }
@@ -149,6 +155,13 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 		return failed(rep, fmt.Errorf("isolate %s: %w", d.Target, err))
 	}
 	log.Info("target isolated", "result", result, "took", rep.Stages.Isolate)
+	stopped, err := a.Systemd.StopMasked(ctx)
+	if err != nil {
+		return failed(rep, fmt.Errorf("stop masked units: %w", err))
+	}
+	if len(stopped) > 0 {
+		log.Info("stopped units the new role masks", "units", stopped)
+	}
 	return a.settle(ctx, rep)
 }
 

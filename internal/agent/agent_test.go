@@ -91,6 +91,14 @@ func (f *fakeSystemd) Units(_ context.Context, target string) ([]UnitState, erro
 	return out, nil
 }
 
+// StopMasked records that the agent asked.
+func (f *fakeSystemd) StopMasked(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "stop-masked")
+	return nil, nil
+}
+
 // Jobs: the first look after an isolate still sees a stop job running.
 func (f *fakeSystemd) Jobs(context.Context) (int, error) {
 	f.mu.Lock()
@@ -217,7 +225,7 @@ func TestAgentSwitches(t *testing.T) {
 	if r.State != StateFailed || r.Failed != "mariadb.service" || r.Target != "pictl-role-db.target" || r.Layer != "L2" {
 		t.Fatalf("db report: %+v", r)
 	}
-	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target"}) {
+	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target", "stop-masked"}) {
 		t.Fatalf("systemd calls: %q", c)
 	}
 	sd.mu.Lock()

@@ -69,6 +69,30 @@ func (s *SystemdBus) Units(ctx context.Context, target string) ([]UnitState, err
 	return out, nil
 }
 
+func (s *SystemdBus) StopMasked(ctx context.Context) ([]string, error) {
+	units, err := s.conn.ListUnitsFilteredContext(ctx, []string{"active", "activating", "reloading"})
+	if err != nil {
+		return nil, err
+	}
+	var stopped []string
+	for _, u := range units {
+		if u.LoadState != "masked" {
+			continue
+		}
+		done := make(chan string, 1)
+		if _, err := s.conn.StopUnitContext(ctx, u.Name, "replace", done); err != nil {
+			return stopped, fmt.Errorf("stop %s: %w", u.Name, err)
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return stopped, ctx.Err()
+		}
+		stopped = append(stopped, u.Name)
+	}
+	return stopped, nil
+}
+
 func (s *SystemdBus) Jobs(ctx context.Context) (int, error) {
 	jobs, err := s.conn.ListJobsContext(ctx)
 	return len(jobs), err

@@ -31,6 +31,15 @@ func TestRoleSwitchDebian(t *testing.T) {
 	if err := DebianImageSource(l.ctx, src, tarPath, l.art); err != nil {
 		t.Fatal(err)
 	}
+	// The marker runs whenever multi-user.target is reached again (every
+	// isolate): let it also say which role services run.
+	marker := strings.Replace(DebianMarkerScript, "\nsync\n", "\necho \"PXE-STAGE units $(systemctl is-active nginx.service mariadb.service mariadb.socket srv-www.mount | tr '\\n' ' ')\"\nsync\n", 1)
+	if marker == DebianMarkerScript {
+		t.Fatal("marker script has no sync line to add the unit states before")
+	}
+	if err := os.WriteFile(filepath.Join(src, "usr/local/sbin/pictl-e2e-marker"), []byte(marker), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	l.pictl("image", "import", "debian", src)
 	t0 := time.Now()
 	l.pictl("image", "exec", "debian", "--", "apt-get", "update", "-q")
