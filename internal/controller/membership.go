@@ -59,3 +59,9 @@ func (r *roleLayers) membershipChanged() {
 	close(r.members)
 	r.members = make(chan struct{})
 }
+
+// Membership is who serves which role, for the balancer; false when the
+// controller renders no role layers.
+func (c *Controller) Membership() (Membership, bool) {
+	return firstComponent[Membership](c)
+}
