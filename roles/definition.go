@@ -171,14 +171,15 @@ func parseDefinition(name, file string, src []byte, read readFunc) (*definition,
 	return def, d.errs
 }
 
+var yamlErrRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
 // yamlSyntaxError turns yaml.v3's "yaml: line N: msg" into an Error at
 // that line.
 func yamlSyntaxError(file string, err error) *Error {
 	msg := err.Error()
 	e := &Error{File: file, Msg: "YAML syntax error: " + msg, Fix: "check the indentation and quoting"}
-	if m := regexp.MustCompile(`^yaml: line (\d+): (.*)$`).FindStringSubmatch(msg); m != nil {
-		e.Line, _ = strconv.Atoi(m[1])
-		e.Column = 1
+	if m := yamlErrRE.FindStringSubmatch(msg); m != nil {
+		e.Line, _ = strconv.Atoi(m[1]) // yaml.v3 gives no column
 		e.Msg = "YAML syntax error: " + m[2]
 	} else if ue, ok := err.(*yaml.TypeError); ok && len(ue.Errors) > 0 {
 		e.Msg = "YAML error: " + ue.Errors[0]
