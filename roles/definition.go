@@ -1,6 +1,10 @@
 package roles
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"regexp"
@@ -123,12 +127,12 @@ func parseDefinition(name, file string, src []byte, read readFunc) (*definition,
 		units:  map[string]*unitDef{},
 		files:  map[string]*fileDef{},
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		d.errs = append(d.errs, yamlSyntaxError(file, err))
+	doc, perr := parseYAML(file, src)
+	if perr != nil {
+		d.errs = append(d.errs, perr)
 		return nil, d.errs
 	}
-	top := &doc
+	top := doc
 	if top.Kind == yaml.DocumentNode {
 		if len(top.Content) == 0 {
 			top = nil
@@ -173,18 +177,71 @@ func parseDefinition(name, file string, src []byte, read readFunc) (*definition,
 
 var yamlErrRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// yamlParserProblem reports whether msg is one of yaml.v3's parser errors,
+// whose line numbers it reports 0-based (its scanner errors are 1-based).
+// internal/cluster reads cluster.yaml's syntax errors the same way.
+func yamlParserProblem(msg string) bool {
+	switch msg {
+	case "did not find expected ',' or ']'", "did not find expected ',' or '}'",
+		"did not find expected <document start>", "did not find expected <stream-start>",
+		"did not find expected '-' indicator", "did not find expected key",
+		"did not find expected node content", "found duplicate %YAML directive",
+		"found duplicate %TAG directive", "found incompatible YAML document",
+		"found undefined tag handle":
+		return true
+	}
+	return false
+}
+
 // yamlSyntaxError turns yaml.v3's "yaml: line N: msg" into an Error at
-// that line.
-func yamlSyntaxError(file string, err error) *Error {
-	msg := err.Error()
-	e := &Error{File: file, Msg: "YAML syntax error: " + msg, Fix: "check the indentation and quoting"}
-	if m := yamlErrRE.FindStringSubmatch(msg); m != nil {
-		e.Line, _ = strconv.Atoi(m[1]) // yaml.v3 gives no column
+// that line, its column the line's first non-blank.
+func yamlSyntaxError(file string, src []byte, err error) *Error {
+	e := &Error{File: file, Msg: "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: "),
+		Fix: "check the indentation (spaces, not tabs) and quote values that contain ': ', ' #' or {{"}
+	e.Line = 1 // yaml.v3 names no line for problems on the first
+	if m := yamlErrRE.FindStringSubmatch(err.Error()); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
 		e.Msg = "YAML syntax error: " + m[2]
-	} else if ue, ok := err.(*yaml.TypeError); ok && len(ue.Errors) > 0 {
-		e.Msg = "YAML error: " + ue.Errors[0]
+		if yamlParserProblem(m[2]) {
+			e.Line++
+		}
+	}
+	lines := strings.Split(string(src), "\n")
+	if e.Line >= 1 && e.Line <= len(lines) {
+		text := lines[e.Line-1]
+		e.Column = len(text) - len(strings.TrimLeft(text, " \t")) + 1
+		if strings.HasPrefix(strings.TrimLeft(text, " "), "\t") {
+			e.Fix = "indent with spaces; YAML does not allow tabs"
+		}
 	}
 	return e
+}
+
+// parseYAML reads one YAML document; yaml.v3 has panicked on malformed
+// input before, and a bad role file must be an error, never a crash.
+func parseYAML(file string, src []byte) (doc *yaml.Node, e *Error) {
+	defer func() {
+		if r := recover(); r != nil {
+			doc, e = nil, &Error{File: file, Msg: fmt.Sprintf("cannot parse the file: %v", r), Fix: "check the YAML syntax"}
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	doc = &yaml.Node{}
+	if err := dec.Decode(doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &yaml.Node{Kind: yaml.DocumentNode}, nil
+		}
+		return nil, yamlSyntaxError(file, src, err)
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, yamlSyntaxError(file, src, err)
+	default:
+		return nil, &Error{File: file, Line: extra.Line, Column: 1, Msg: "the file holds more than one YAML document", Fix: "keep the role in one document: remove the second ---"}
+	}
+	return doc, nil
 }
 
 func (d *decoder) decodeVars(def *definition, v *yaml.Node) {
