@@ -66,7 +66,7 @@ running controller applies the change at once, no reboot needed.
    pictl role show web --render pi3   # the files pi3 would get as a web node`,
 				Flags: []cli.Flag{outputFlag(),
 					&cli.StringFlag{Name: "render", Usage: "print the files `NODE` would get with this role (paths, modes, contents)"}},
-				Action:    roleShow,
+				Action: roleShow,
 			},
 		},
 	}
