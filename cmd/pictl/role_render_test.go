@@ -8,26 +8,35 @@ import (
 	"testing"
 )
 
-// withVolume adds the www volume to the env's cluster.yaml.
-func (e *cliEnv) withVolume() {
-	e.t.Helper()
-	data, err := os.ReadFile(e.config)
-	if err != nil {
-		e.t.Fatal(err)
+// TestInitMakesWWW: pictl init declares the www volume the web role
+// mounts, with an index page, and leaves an existing page alone.
+func TestInitMakesWWW(t *testing.T) {
+	e := newEnv(t)
+	page := filepath.Join(e.dir, "state", "volumes", "www", "index.html")
+	e.init()
+	data, err := os.ReadFile(page)
+	if err != nil || !strings.Contains(string(data), "pictl web node") {
+		t.Fatalf("index page: %v %q", err, data)
 	}
-	out := strings.Replace(string(data), "\nvolumes: {}\n", "\nvolumes:\n  www: {readonly: true, roles: [web]}\n", 1)
-	if out == string(data) {
-		e.t.Fatal("no volumes: {} in cluster.yaml")
+	cfg, _ := os.ReadFile(e.config)
+	if !strings.Contains(string(cfg), "\n  www: {readonly: true, roles: [web]}\n") {
+		t.Errorf("cluster.yaml has no www volume:\n%s", cfg)
 	}
-	if err := os.WriteFile(e.config, []byte(out), 0o644); err != nil {
-		e.t.Fatal(err)
+	if err := os.WriteFile(page, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(e.config); err != nil {
+		t.Fatal(err)
+	}
+	e.init()
+	if data, _ := os.ReadFile(page); string(data) != "mine" {
+		t.Errorf("init replaced an existing index page: %q", data)
 	}
 }
 
 func TestRoleShowRender(t *testing.T) {
 	e := newEnv(t)
 	e.init()
-	e.withVolume()
 	e.ok("node", "add", "pi3", "--mac", "dc:a6:32:01:36:c2", "--ip", "10.99.0.13")
 
 	web := e.ok("role", "show", "web", "--render", "pi3")
@@ -73,7 +82,6 @@ func TestRoleShowRender(t *testing.T) {
 func TestUserRolesInCLI(t *testing.T) {
 	e := newEnv(t)
 	e.init()
-	e.withVolume()
 	e.ok("node", "add", "pi3", "--mac", "dc:a6:32:01:36:c2", "--ip", "10.99.0.13")
 	dir := filepath.Join(e.dir, "roles")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
