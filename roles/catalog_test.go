@@ -51,6 +51,8 @@ func TestBadRoleFiles(t *testing.T) {
 			`r.yaml:2:3: file /etc/motd has 2 sources`},
 		{"reserved file", map[string]string{"r.yaml": "files:\n  /etc/hostname: {content: x}\n"},
 			`r.yaml:2:3: file /etc/hostname is pictl's own`},
+		{"sysctl file", map[string]string{"r.yaml": "files:\n  /etc/sysctl.d/50-forward.conf: {content: net.ipv4.ip_forward=1}\n"},
+			`r.yaml:2:3: file /etc/sysctl.d/50-forward.conf would outlive the role`},
 		{"relative file", map[string]string{"r.yaml": "files:\n  etc/motd: {content: x}\n"},
 			`r.yaml:2:3: file "etc/motd" is not an absolute clean path`},
 		{"setting without =", map[string]string{"r.yaml": "units:\n  nginx.service:\n    dropin:\n      Service: [LimitNOFILE]\n"},

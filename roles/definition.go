@@ -411,6 +411,21 @@ func reservedFile(p string) bool {
 	return false
 }
 
+// outlivesTarget says whether a file at p configures state that systemd
+// applies once at boot and no unit of the role undoes: a role must not
+// leave such state behind when its target stops or the node changes role.
+func outlivesTarget(p string) (string, bool) {
+	for _, dir := range []string{"etc/sysctl.d", "etc/modules-load.d", "etc/modprobe.d", "etc/binfmt.d"} {
+		if strings.HasPrefix(p, dir+"/") {
+			return "/" + dir, true
+		}
+	}
+	if p == "etc/sysctl.conf" {
+		return "/etc/sysctl.conf", true
+	}
+	return "", false
+}
+
 func (d *decoder) decodeFiles(def *definition, v *yaml.Node, read readFunc) {
 	d.mapping(v, "files", nil, func(name string, k, v *yaml.Node) {
 		rel := strings.TrimPrefix(name, "/")
@@ -420,6 +435,11 @@ func (d *decoder) decodeFiles(def *definition, v *yaml.Node, read readFunc) {
 		}
 		if reservedFile(rel) {
 			d.errAt(k, "pictl writes it; put units under units: and tmpfiles lines under tmpfiles:", "file %s is pictl's own", name)
+			return
+		}
+		if dir, ok := outlivesTarget(rel); ok {
+			d.errAt(k, "set it from a unit of the role (ExecStart= applies it, ExecStop= undoes it), so that stopping the role's target undoes it",
+				"file %s would outlive the role: systemd applies %s at boot, and nothing undoes it when the role's target stops", name, dir)
 			return
 		}
 		f := &fileDef{mode: 0o644}
