@@ -60,12 +60,11 @@ running controller applies the change at once, no reboot needed.
 			},
 			{
 				Name:      "show",
-				Usage:     "describe a role and list its nodes, or print the files a node of it gets",
+				Usage:     "describe a role and list its nodes, or the files a node would get",
 				ArgsUsage: "ROLE",
-				Description: `   pictl role show web
-   pictl role show web --render pi3   # the files pi3 would get as a web node`,
 				Flags: []cli.Flag{outputFlag(),
-					&cli.StringFlag{Name: "render", Usage: "print the files `NODE` would get with this role (paths, modes, contents)"}},
+					&cli.StringFlag{Name: "render", Usage: "print the files `NODE` would get with this role"},
+				},
 				Action: roleShow,
 			},
 		},
