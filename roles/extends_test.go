@@ -176,7 +176,7 @@ func TestRenderErrors(t *testing.T) {
 	}{
 		{"unknown role", node("wbe"), sampleFacts(), `render role wbe for node pi1: unknown role "wbe" (known: web, db, lb, router, rw, t, u, none)`},
 		{"missing key", node("t"), sampleFacts(), dir + `/t.yaml:2:28: template: at <.Vars.nope>: map has no entry for key "nope"`},
-		{"no www volume", node("web"), noWWW, "role web mounts volume www, which cluster.yaml does not declare"},
+		{"no www volume", node("web"), noWWW, "role web mounts volume www, which this node may not mount"},
 		{"rw of read-only", node("rw"), sampleFacts(), "role rw mounts volume www read-write, but the volume is read-only in cluster.yaml"},
 		{"no controller address", node("web"), noController, "the controller's address is unknown"},
 		{"unit value backslash", node("u"), backslash, "ends in a backslash"},
