@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"path"
 	"regexp"
@@ -465,15 +464,4 @@ func addSections(u *unitFile, sections []unitSection, data templateData) error {
 		}
 	}
 	return nil
-}
-
-// fileMode is for callers listing a tree: "0644", "symlink", "whiteout".
-func fileMode(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "symlink"
-	case m&whiteoutMode == whiteoutMode:
-		return "whiteout"
-	}
-	return fmt.Sprintf("%04o", m.Perm())
 }
