@@ -417,3 +417,9 @@ func (r *Role) resolveVars(given map[string]string) (map[string]string, error) {
 
 // unitPath is where a unit file (or its drop-in directory) lives in the tree.
 func unitPath(name string) string { return path.Join(unitDir, name) }
+
+// UserDir is where user roles live for a cluster.yaml: the roles
+// directory beside it.
+func UserDir(clusterYAML string) string {
+	return filepath.Join(filepath.Dir(clusterYAML), "roles")
+}

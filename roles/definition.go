@@ -1,6 +1,10 @@
 package roles
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"regexp"
@@ -123,12 +127,12 @@ func parseDefinition(name, file string, src []byte, read readFunc) (*definition,
 		units:  map[string]*unitDef{},
 		files:  map[string]*fileDef{},
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		d.errs = append(d.errs, yamlSyntaxError(file, err))
+	doc, perr := parseYAML(file, src)
+	if perr != nil {
+		d.errs = append(d.errs, perr)
 		return nil, d.errs
 	}
-	top := &doc
+	top := doc
 	if top.Kind == yaml.DocumentNode {
 		if len(top.Content) == 0 {
 			top = nil
@@ -171,19 +175,73 @@ func parseDefinition(name, file string, src []byte, read readFunc) (*definition,
 	return def, d.errs
 }
 
+var yamlErrRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlParserProblem reports whether msg is one of yaml.v3's parser errors,
+// whose line numbers it reports 0-based (its scanner errors are 1-based).
+// internal/cluster reads cluster.yaml's syntax errors the same way.
+func yamlParserProblem(msg string) bool {
+	switch msg {
+	case "did not find expected ',' or ']'", "did not find expected ',' or '}'",
+		"did not find expected <document start>", "did not find expected <stream-start>",
+		"did not find expected '-' indicator", "did not find expected key",
+		"did not find expected node content", "found duplicate %YAML directive",
+		"found duplicate %TAG directive", "found incompatible YAML document",
+		"found undefined tag handle":
+		return true
+	}
+	return false
+}
+
 // yamlSyntaxError turns yaml.v3's "yaml: line N: msg" into an Error at
-// that line.
-func yamlSyntaxError(file string, err error) *Error {
-	msg := err.Error()
-	e := &Error{File: file, Msg: "YAML syntax error: " + msg, Fix: "check the indentation and quoting"}
-	if m := regexp.MustCompile(`^yaml: line (\d+): (.*)$`).FindStringSubmatch(msg); m != nil {
+// that line, its column the line's first non-blank.
+func yamlSyntaxError(file string, src []byte, err error) *Error {
+	e := &Error{File: file, Msg: "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: "),
+		Fix: "check the indentation (spaces, not tabs) and quote values that contain ': ', ' #' or {{"}
+	e.Line = 1 // yaml.v3 names no line for problems on the first
+	if m := yamlErrRE.FindStringSubmatch(err.Error()); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
-		e.Column = 1
 		e.Msg = "YAML syntax error: " + m[2]
-	} else if ue, ok := err.(*yaml.TypeError); ok && len(ue.Errors) > 0 {
-		e.Msg = "YAML error: " + ue.Errors[0]
+		if yamlParserProblem(m[2]) {
+			e.Line++
+		}
+	}
+	lines := strings.Split(string(src), "\n")
+	if e.Line >= 1 && e.Line <= len(lines) {
+		text := lines[e.Line-1]
+		e.Column = len(text) - len(strings.TrimLeft(text, " \t")) + 1
+		if strings.HasPrefix(strings.TrimLeft(text, " "), "\t") {
+			e.Fix = "indent with spaces; YAML does not allow tabs"
+		}
 	}
 	return e
+}
+
+// parseYAML reads one YAML document; yaml.v3 has panicked on malformed
+// input before, and a bad role file must be an error, never a crash.
+func parseYAML(file string, src []byte) (doc *yaml.Node, e *Error) {
+	defer func() {
+		if r := recover(); r != nil {
+			doc, e = nil, &Error{File: file, Msg: fmt.Sprintf("cannot parse the file: %v", r), Fix: "check the YAML syntax"}
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	doc = &yaml.Node{}
+	if err := dec.Decode(doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &yaml.Node{Kind: yaml.DocumentNode}, nil
+		}
+		return nil, yamlSyntaxError(file, src, err)
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, yamlSyntaxError(file, src, err)
+	default:
+		return nil, &Error{File: file, Line: extra.Line, Column: 1, Msg: "the file holds more than one YAML document", Fix: "keep the role in one document: remove the second ---"}
+	}
+	return doc, nil
 }
 
 func (d *decoder) decodeVars(def *definition, v *yaml.Node) {
@@ -353,6 +411,21 @@ func reservedFile(p string) bool {
 	return false
 }
 
+// outlivesTarget says whether a file at p configures state that systemd
+// applies once at boot and no unit of the role undoes: a role must not
+// leave such state behind when its target stops or the node changes role.
+func outlivesTarget(p string) (string, bool) {
+	for _, dir := range []string{"etc/sysctl.d", "etc/modules-load.d", "etc/modprobe.d", "etc/binfmt.d"} {
+		if strings.HasPrefix(p, dir+"/") {
+			return "/" + dir, true
+		}
+	}
+	if p == "etc/sysctl.conf" {
+		return "/etc/sysctl.conf", true
+	}
+	return "", false
+}
+
 func (d *decoder) decodeFiles(def *definition, v *yaml.Node, read readFunc) {
 	d.mapping(v, "files", nil, func(name string, k, v *yaml.Node) {
 		rel := strings.TrimPrefix(name, "/")
@@ -362,6 +435,11 @@ func (d *decoder) decodeFiles(def *definition, v *yaml.Node, read readFunc) {
 		}
 		if reservedFile(rel) {
 			d.errAt(k, "pictl writes it; put units under units: and tmpfiles lines under tmpfiles:", "file %s is pictl's own", name)
+			return
+		}
+		if dir, ok := outlivesTarget(rel); ok {
+			d.errAt(k, "set it from a unit of the role (ExecStart= applies it, ExecStop= undoes it), so that stopping the role's target undoes it",
+				"file %s would outlive the role: systemd applies %s at boot, and nothing undoes it when the role's target stops", name, dir)
 			return
 		}
 		f := &fileDef{mode: 0o644}

@@ -35,5 +35,8 @@
 // so the same Tree.Hash. Unit files are written by go-systemd's unit
 // package. Stopping a role's target undoes the role: every unit it starts
 // is PartOf= the target, mounts are StopWhenUnneeded=, and a role writes no
-// state (sysctl, firewall) that outlives its units.
+// state that outlives its units: files under /etc/sysctl.d,
+// /etc/modules-load.d, /etc/modprobe.d and /etc/binfmt.d are refused (set
+// such state from a unit whose ExecStop= undoes it). tmpfiles.d entries
+// (directories a service needs) stay when the target stops.
 package roles

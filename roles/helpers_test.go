@@ -2,6 +2,8 @@ package roles
 
 import (
 	"flag"
+	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -93,4 +95,16 @@ func dump(tr *Tree) string {
 		}
 	}
 	return b.String()
+}
+
+// fileMode names a file's kind or permission bits: "0644", "symlink",
+// "whiteout".
+func fileMode(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m&whiteoutMode == whiteoutMode:
+		return "whiteout"
+	}
+	return fmt.Sprintf("%04o", m.Perm())
 }

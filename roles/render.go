@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"path"
 	"regexp"
@@ -27,7 +26,7 @@ type Node struct {
 type Facts struct {
 	ControllerAddr netip.Addr
 	NFSPort        uint16                       // 0 = 2049
-	Volumes        map[string]Volume            // volume name → its export
+	Volumes        map[string]Volume            // volume name → its export, for the volumes this node may mount
 	Nodes          []Node                       // every node, sorted by name
 	Vars           map[string]map[string]string // role name → vars from cluster.yaml
 	Agent          AgentFacts
@@ -334,7 +333,7 @@ func (r *Role) renderMount(b *treeBuilder, vol, target string, f Facts) (string,
 	m := r.mounts[vol]
 	v, ok := f.Volumes[vol]
 	if !ok {
-		return "", fmt.Errorf("role %s mounts volume %s, which cluster.yaml does not declare (add volumes: {%s: {}}; pictl init creates www)", r.name, vol, vol)
+		return "", fmt.Errorf("role %s mounts volume %s, which this node may not mount: declare it in cluster.yaml (volumes: {%s: {roles: [%s]}}; pictl init declares www) and let the node's role or name in its roles:/nodes:", r.name, vol, vol, r.name)
 	}
 	if v.ReadOnly && !m.readOnly {
 		return "", fmt.Errorf("role %s mounts volume %s read-write, but the volume is read-only in cluster.yaml", r.name, vol)
@@ -465,15 +464,4 @@ func addSections(u *unitFile, sections []unitSection, data templateData) error {
 		}
 	}
 	return nil
-}
-
-// fileMode is for callers listing a tree: "0644", "symlink", "whiteout".
-func fileMode(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "symlink"
-	case m&whiteoutMode == whiteoutMode:
-		return "whiteout"
-	}
-	return fmt.Sprintf("%04o", m.Perm())
 }

@@ -31,9 +31,13 @@ type tmpl struct {
 // can be mapped back to the role file without guessing at file names.
 const templateName = "t"
 
-var templateFuncs = template.FuncMap{
-	// unitEscape makes a value safe in a unit file: % starts a specifier.
-	"unitEscape": func(s string) string { return strings.ReplaceAll(s, "%", "%%") },
+// templateFuncs are the functions role templates may call besides
+// text/template's own.
+func templateFuncs() template.FuncMap {
+	return template.FuncMap{
+		// unitEscape makes a value literal in a unit file: % starts a specifier.
+		"unitEscape": specifierEscape,
+	}
 }
 
 // parseTemplate parses text; a syntax error is reported at its position.
@@ -48,7 +52,7 @@ func (d *decoder) parseTemplate(n *yaml.Node, text string) *tmpl {
 			t.col++
 		}
 	}
-	parsed, err := template.New(templateName).Option("missingkey=error").Funcs(templateFuncs).Parse(text)
+	parsed, err := template.New(templateName).Option("missingkey=error").Funcs(templateFuncs()).Parse(text)
 	if err != nil {
 		d.errs = append(d.errs, t.wrap(err, "template syntax error"))
 		return nil
@@ -60,7 +64,7 @@ func (d *decoder) parseTemplate(n *yaml.Node, text string) *tmpl {
 // parseTemplateFile parses a whole file of the role's directory.
 func parseTemplateFile(file, text string) (*tmpl, *Error) {
 	t := &tmpl{file: file}
-	parsed, err := template.New(templateName).Option("missingkey=error").Funcs(templateFuncs).Parse(text)
+	parsed, err := template.New(templateName).Option("missingkey=error").Funcs(templateFuncs()).Parse(text)
 	if err != nil {
 		return nil, t.wrap(err, "template syntax error")
 	}

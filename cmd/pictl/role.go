@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"slices"
 	"strings"
 	"time"
@@ -13,30 +12,29 @@ import (
 
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
-	"github.com/pictl/pictl/internal/controller"
 	"github.com/pictl/pictl/roles"
 )
 
-// roleInfo is one row of `pictl role ls`.
+// roleInfo is one row of `pictl role ls` and what `pictl role show` says.
 type roleInfo struct {
-	Name        string   `json:"name" yaml:"name"`
-	Builtin     bool     `json:"builtin" yaml:"builtin"`
-	Description string   `json:"description" yaml:"description"`
-	Nodes       []string `json:"nodes" yaml:"nodes"`
+	Name        string     `json:"name" yaml:"name"`
+	Builtin     bool       `json:"builtin" yaml:"builtin"`
+	Kind        string     `json:"kind" yaml:"kind"` // built-in, user, declared (no definition file)
+	Description string     `json:"description" yaml:"description"`
+	Extends     string     `json:"extends,omitempty" yaml:"extends,omitempty"`
+	File        string     `json:"file,omitempty" yaml:"file,omitempty"`
+	Target      string     `json:"target" yaml:"target"`
+	Packages    []string   `json:"packages" yaml:"packages"`
+	Units       []string   `json:"units" yaml:"units"`
+	Volumes     []string   `json:"volumes" yaml:"volumes"`
+	Balancer    *roleCheck `json:"balancer,omitempty" yaml:"balancer,omitempty"`
+	Vars        []string   `json:"vars" yaml:"vars"`
+	Nodes       []string   `json:"nodes" yaml:"nodes"`
 }
 
-func builtinRoleDescription(name string) string {
-	switch name {
-	case "web":
-		return "nginx on port 8000 serving the shared www volume; joins the balancer"
-	case "db":
-		return "MariaDB on the node's address, data kept in the node's own layer"
-	case "lb":
-		return "HAProxy in front of the web nodes, keepalived VRRP virtual IP shared by two lb nodes"
-	case "router":
-		return "IP forwarding and NAT between two interfaces, static routes, optional FRR/OSPF"
-	}
-	return ""
+type roleCheck struct {
+	Port  int    `json:"port" yaml:"port"`
+	Check string `json:"check" yaml:"check"`
 }
 
 func roleCommand() *cli.Command {
@@ -226,14 +224,38 @@ func roleNames(cl *cluster.Cluster) []string {
 	return names
 }
 
-func roleInfos(cl *cluster.Cluster) []roleInfo {
+// roleInfos lists the catalog's roles, then roles declared under roles:
+// in cluster.yaml that have no definition file.
+func roleInfos(cl *cluster.Cluster, cat *roles.Catalog) []roleInfo {
 	var out []roleInfo
-	for _, name := range roleNames(cl) {
-		ri := roleInfo{Name: name, Nodes: []string{}}
-		if r, ok := cl.Roles[name]; ok {
+	names := cat.Names()
+	for _, n := range sortedKeys(cl.Roles) {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, name := range names {
+		ri := roleInfo{Name: name, Target: roles.TargetName(name), Kind: "declared (no definition in roles/)",
+			Packages: []string{}, Units: []string{}, Volumes: []string{}, Vars: []string{}, Nodes: []string{}}
+		if r, ok := cat.Role(name); ok {
+			ri.Builtin, ri.Description, ri.Extends, ri.File = r.Builtin(), r.Description(), r.Extends(), r.File()
+			ri.Kind = "user"
+			if r.Builtin() {
+				ri.Kind, ri.File = "built-in", ""
+			}
+			for _, alts := range r.Packages() {
+				ri.Packages = append(ri.Packages, strings.Join(alts, "|"))
+			}
+			ri.Units, ri.Volumes, ri.Vars = r.Units(), r.Volumes(), r.Vars()
+			if port, check, ok := r.Balancer(); ok {
+				desc := check.Kind + " " + check.Path + " every " + check.Interval.String()
+				if check.Kind == "tcp" {
+					desc = "tcp every " + check.Interval.String()
+				}
+				ri.Balancer = &roleCheck{Port: port, Check: desc}
+			}
+		} else if r := cl.Roles[name]; r != nil {
 			ri.Description = r.Description
-		} else {
-			ri.Builtin, ri.Description = true, builtinRoleDescription(name)
 		}
 		for _, n := range sortedKeys(cl.Nodes) {
 			if cl.Nodes[n].Role == name {
@@ -250,15 +272,15 @@ func roleList(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("role ls: %w", err)
 	}
-	roles := roleInfos(cl)
-	return emit(c, roles, func(w io.Writer) error {
+	cat, err := loadRoles(storeFor(c).Path())
+	if err != nil {
+		return fmt.Errorf("role ls: %w", err)
+	}
+	infos := roleInfos(cl, cat)
+	return emit(c, infos, func(w io.Writer) error {
 		t := newTable(w, "ROLE", "KIND", "NODES", "DESCRIPTION")
-		for _, r := range roles {
-			kind := "user"
-			if r.Builtin {
-				kind = "built-in"
-			}
-			t.row(r.Name, kind, strings.Join(r.Nodes, ","), r.Description)
+		for _, r := range infos {
+			t.row(r.Name, r.Kind, strings.Join(r.Nodes, ","), r.Description)
 		}
 		return t.flush()
 	})
@@ -274,50 +296,59 @@ func roleShow(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("role show: %w", err)
 	}
-	if node := c.String("render"); node != "" {
-		tree, err := controller.PreviewRole(st, cl, node, name)
-		if err != nil {
-			return fmt.Errorf("role show %s --render %s: %w", name, node, err)
-		}
-		printTree(c.App.Writer, tree)
-		return nil
+	cat, err := loadRoles(storeFor(c).Path())
+	if err != nil {
+		return fmt.Errorf("role show: %w", err)
 	}
-	for _, r := range roleInfos(cl) {
+	if node := c.String("render"); node != "" {
+		return roleRender(c, cl, cat, name, node)
+	}
+	for _, r := range roleInfos(cl, cat) {
 		if r.Name != name {
 			continue
 		}
 		return emit(c, r, func(w io.Writer) error {
-			kind := "user-defined"
-			if r.Builtin {
-				kind = "built-in"
-			}
 			t := newTable(w, "role:", r.Name)
-			t.row("kind:", kind)
-			t.row("target:", roles.TargetName(r.Name))
+			t.row("kind:", r.Kind)
+			if r.Extends != "" {
+				t.row("extends:", r.Extends)
+			}
+			if r.File != "" {
+				t.row("file:", r.File)
+			}
+			t.row("target:", r.Target)
 			t.row("description:", r.Description)
+			t.row("packages:", strings.Join(r.Packages, ", "))
+			t.row("units:", strings.Join(r.Units, ", "))
+			t.row("volumes:", strings.Join(r.Volumes, ", "))
+			if r.Balancer != nil {
+				t.row("balancer:", fmt.Sprintf("port %d, check %s", r.Balancer.Port, r.Balancer.Check))
+			}
+			if len(r.Vars) > 0 {
+				t.row("vars:", strings.Join(r.Vars, ", "))
+			}
 			t.row("nodes:", strings.Join(r.Nodes, ", "))
 			return t.flush()
 		})
 	}
-	return fmt.Errorf("role show: unknown role %q: use one of %s", name, strings.Join(roleNames(cl), ", "))
+	return fmt.Errorf("role show: unknown role %q: use one of %s", name, strings.Join(cat.Names(), ", "))
 }
 
-// printTree lists a rendered tree: each file's path and mode, then its
-// content; symlinks and whiteouts on one line.
-func printTree(w io.Writer, t *roles.Tree) {
-	for _, f := range t.Files {
-		switch {
-		case f.Mode&fs.ModeSymlink != 0:
-			fmt.Fprintf(w, "%s -> %s\n", f.Path, f.Data)
-		case f.Mode&fs.ModeCharDevice != 0:
-			fmt.Fprintf(w, "%s (removed: whiteout)\n", f.Path)
-		default:
-			fmt.Fprintf(w, "==> %s (%04o)\n%s", f.Path, f.Mode.Perm(), f.Data)
-			if len(f.Data) > 0 && f.Data[len(f.Data)-1] != '\n' {
-				fmt.Fprintln(w)
-			}
-		}
+// roleRender prints the files node would get as a node of role, from
+// cluster.yaml's facts (its reserved address, not a leased one).
+func roleRender(c *cli.Context, cl *cluster.Cluster, cat *roles.Catalog, role, node string) error {
+	if cl.Nodes[node] == nil {
+		return fmt.Errorf("role show %s --render: %w", role, unknownNode(node))
 	}
+	if _, ok := cat.Role(role); !ok && role != roles.NoRole {
+		return fmt.Errorf("role show %s --render: unknown role %q: use one of %s, or %s", role, role, strings.Join(cat.Names(), ", "), roles.NoRole)
+	}
+	tree, err := cat.Render(clusterNode(cl, node, role), clusterFacts(cl))
+	if err != nil {
+		return fmt.Errorf("role show %s --render %s: %w", role, node, err)
+	}
+	rt := describeTree(node, role, tree)
+	return emit(c, rt, func(w io.Writer) error { return writeTree(w, rt) })
 }
 
 func completeRoleSet(c *cli.Context) {

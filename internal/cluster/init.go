@@ -195,9 +195,10 @@ images: {}
 nodes: {}
 
 # Shared exports that every node (or only the roles: or nodes: listed) may
-# mount, e.g. the docroot the web nodes serve:
-#   www: {readonly: true, roles: [web]}
-volumes: {}
+# mount. www is the docroot the web role serves on port 8000; pictl init
+# put an index page in it (its files live in <state_dir>/volumes/www).
+volumes:
+  www: {readonly: true, roles: [web]}
 
 # Roles of your own, besides the built-in web, db, lb and router, e.g.
 #   monitoring: {description: Prometheus and Grafana}
