@@ -26,8 +26,13 @@ BENCH_DEBS := nfs-ganesha nfs-ganesha-vfs rpcbind
 
 all: build
 
+# The controller places the node's-arch build in every role layer as the
+# agent (bin/pictl itself serves amd64 nodes): agent and controller are
+# always the same version.
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pictl
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)-linux-arm64 ./cmd/pictl
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)-linux-armhf ./cmd/pictl
 
 # deps is idempotent: it installs only what is missing. Daemons in these
 # packages are kept from starting (policy-rc.d): tests run their own copies

@@ -286,7 +286,9 @@ func (x *export) info(t *tree, e *entry) (*fileInfo, error) {
 	if e.path == "/" {
 		name = "/"
 	}
-	return newFileInfo(name, &e.st, id, mergedDir(t, e, id)), nil
+	fi := newFileInfo(name, &e.st, id, mergedDir(t, e, id))
+	fi.mtim = stamped(fi.mtim, t.roleStamp(e))
+	return fi, nil
 }
 
 // mergedDir reports a directory whose content comes from several layers:

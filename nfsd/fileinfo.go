@@ -33,7 +33,7 @@ func newFileInfo(name string, st *unix.Stat_t, id fileID, merged bool) *fileInfo
 		name: name,
 		mode: goMode(st.Mode),
 		size: st.Size,
-		mtim: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
+		mtim: time.Unix(st.Mtim.Unix()),
 		sys: file.FileInfo{
 			Nlink:  nlink,
 			UID:    st.Uid,

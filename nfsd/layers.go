@@ -2,8 +2,10 @@ package nfsd
 
 import (
 	"errors"
+	"hash/fnv"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +38,7 @@ type layer struct {
 	kind  layerKind
 	root  string
 	index *inoIndex // kindImage, kindPlain
+	stamp int64     // kindRole: see roleStamp
 }
 
 // overlaid reports whether whiteouts and opaque markers in this layer mean
@@ -58,9 +61,43 @@ func newTree(layers []*layer) *tree {
 	for _, l := range layers {
 		if l.kind == kindRole {
 			t.role = &roleIndex{}
+			h := fnv.New64a()
+			h.Write([]byte(l.root))
+			l.stamp = int64(h.Sum64()%uint64(nsPerSec-1)) + 1
 		}
 	}
 	return t
+}
+
+const nsPerSec = int64(time.Second)
+
+// roleStamp is what the role layer adds to the nanoseconds of e's mtime
+// (0: nothing). A client caches a directory's entries until its mtime
+// changes, and a role layer's files all carry one fixed mtime; so every
+// object the role layer shows or merges into — /etc, /etc/systemd/system
+// even when the node's own layer copied it up — reports an mtime that
+// differs from one layer to the next. The stamp comes from the layer's
+// directory, which the controller names by content: the same layer gives
+// the same times after a restart.
+func (t *tree) roleStamp(e *entry) int64 {
+	if l := t.layers[e.layer]; l.kind == kindRole {
+		return l.stamp
+	}
+	for _, d := range e.stack {
+		if l := t.layers[d.layer]; l.kind == kindRole {
+			return l.stamp
+		}
+	}
+	return 0
+}
+
+// stamped shifts m's nanoseconds by stamp within its second: distinct
+// times of one layer stay distinct, and equal times differ between layers.
+func stamped(m time.Time, stamp int64) time.Time {
+	if stamp == 0 {
+		return m
+	}
+	return time.Unix(m.Unix(), (int64(m.Nanosecond())+stamp)%nsPerSec)
 }
 
 func (t *tree) upper() *layer {

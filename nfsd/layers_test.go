@@ -1,11 +1,13 @@
 package nfsd
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/willscott/go-nfs/file"
 	"golang.org/x/sys/unix"
@@ -511,5 +513,82 @@ func TestReset(t *testing.T) {
 	// a node never seen by this server can be reset too
 	if err := e.srv.Reset("pi2", false); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A client keeps a directory's cached entries until the directory's mtime
+// changes. Swapping the role layer must change it for every directory the
+// role layer takes part in — also one the node's own layer copied up
+// (a guest that wrote into /etc/systemd/system) — and for the role's own
+// files, whose mtimes are all the same fixed time; the same layer gives
+// the same times again, also after a restart.
+func TestRoleLayerSwapChangesMtimes(t *testing.T) {
+	e, img := nodeEnv(t)
+	roles := t.TempDir()
+	r1, r2 := filepath.Join(roles, "a1"), filepath.Join(roles, "b2")
+	epoch := time.Unix(0, 0)
+	for _, r := range []string{r1, r2} {
+		buildTree(t, r, []imgFile{
+			{path: "etc/hostname", mode: unix.S_IFREG | 0o644, content: "pi1\n"},
+			{path: "etc/systemd/system/pictl-role-" + filepath.Base(r) + ".target", mode: unix.S_IFREG | 0o644, content: "[Unit]\n"},
+		})
+		for _, p := range []string{"etc/hostname", "etc/systemd/system", "etc/systemd", "etc", "."} {
+			os.Chtimes(filepath.Join(r, p), epoch, epoch) // as roles.Tree.WriteDir leaves them
+		}
+	}
+	var x *export
+	set := func(layer string) {
+		e.nodes.set(Node{Name: "pi1", ImageRoot: img, RoleLayer: layer}, "127.0.0.1")
+		if x != nil {
+			if err := e.srv.refresh(x); err != nil { // as the next request does
+				t.Fatal(err)
+			}
+		}
+	}
+	set(r1)
+	x = e.export("/nodes/pi1")
+	// The guest writes into /etc/systemd/system: its own layer now has
+	// the directory, on top of the role layer's.
+	writeFile(t, x, "/etc/systemd/system/local.service", "[Unit]\n", os.O_RDWR|os.O_CREATE)
+
+	paths := []string{"/", "/etc", "/etc/systemd/system", "/etc/hostname"}
+	mtimes := func() map[string]time.Time {
+		t.Helper()
+		out := map[string]time.Time{}
+		for _, p := range paths {
+			fi, err := x.Lstat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[p] = fi.ModTime()
+		}
+		return out
+	}
+	first := mtimes()
+	set(r2)
+	second := mtimes()
+	for _, p := range paths {
+		if first[p].Equal(second[p]) {
+			t.Errorf("%s: mtime %v unchanged by the role layer swap", p, first[p])
+		}
+		if first[p].Unix() != second[p].Unix() {
+			t.Errorf("%s: seconds moved (%v → %v); only the nanoseconds may", p, first[p], second[p])
+		}
+	}
+	if _, err := x.Lstat("/etc/systemd/system/pictl-role-b2.target"); err != nil {
+		t.Fatal(err)
+	}
+	// Back to r1, and a restart: the first times again.
+	set(r1)
+	e.restart("")
+	x = e.export("/nodes/pi1")
+	if again := mtimes(); !maps.EqualFunc(again, first, time.Time.Equal) {
+		t.Errorf("same layer, other times: %v, first %v", again, first)
+	}
+	// Nothing outside the role layer changes: the image's /usr.
+	fi1, _ := x.Lstat("/usr")
+	set(r2)
+	if fi2, _ := x.Lstat("/usr"); fi1 == nil || fi2 == nil || !fi1.ModTime().Equal(fi2.ModTime()) {
+		t.Errorf("/usr mtime changed with the role layer: %v → %v", fi1, fi2)
 	}
 }

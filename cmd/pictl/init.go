@@ -1,7 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -42,8 +46,48 @@ Example, a home router already hands out addresses (pictl only answers netboot r
 			if err := st.Create(data); err != nil {
 				return fmt.Errorf("init: %w", err)
 			}
+			// The web role serves the www volume: give it a page, so a
+			// new web node answers at once. A failure here leaves a valid
+			// cluster.yaml; say what to do instead of failing.
+			if cl, err := st.Load(); err == nil && cl.Volumes["www"] != nil {
+				if err := writeIndexPage(cl.Volumes["www"].Path); err != nil {
+					fmt.Fprintf(c.App.ErrWriter, "init: the www volume has no index page: %v (create %s before the web role serves it)\n", err, cl.Volumes["www"].Path)
+				}
+			}
 			fmt.Fprintf(c.App.Writer, "wrote %s\nnext: pictl node add NAME --mac MAC, then pictl serve\n", st.Path())
 			return nil
 		},
 	}
+}
+
+// indexPage is the www volume's first page.
+const indexPage = `<!DOCTYPE html>
+<html>
+<head><title>pictl</title></head>
+<body>
+<h1>pictl web node</h1>
+<p>This page is index.html of the shared www volume, served by every node of
+the web role. Replace it with your site.</p>
+</body>
+</html>
+`
+
+// writeIndexPage creates the volume directory and its index.html, never
+// replacing a page that is already there.
+func writeIndexPage(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "index.html"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(indexPage); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

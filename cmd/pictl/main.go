@@ -20,7 +20,7 @@ var version = ""
 
 func main() {
 	app := newApp(os.Stdout, os.Stderr)
-	if err := app.Run(interspersed(app, os.Args)); err != nil {
+	if err := app.Run(interspersed(app, asAgent(os.Args))); err != nil {
 		fmt.Fprintf(os.Stderr, "pictl: %s\n", strings.TrimRight(err.Error(), "\n"))
 		os.Exit(1)
 	}
@@ -67,6 +67,7 @@ Getting started:
 			roleCommand(),
 			imageCommand(),
 			serveCommand(),
+			agentCommand(),
 			apiCommand(),
 			versionCommand(),
 			completionCommand(),

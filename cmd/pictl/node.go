@@ -314,9 +314,18 @@ func nodeList(c *cli.Context) error {
 	now := time.Now()
 	return emit(c, rows, func(w io.Writer) error {
 		t := newTable(w, "NAME", "MAC", "IP", "IMAGE", "ROLE", "NETBOOT", "LEASE", "STAGE", "SEEN")
+		var notes []string
 		for _, n := range rows {
 			ip, lease, stage, seen := n.IP, "", "", ""
+			role := n.Role
 			if r := n.Runtime; r != nil {
+				if r.Role != nil {
+					role = r.Role.Summary()
+					if r.Role.Refused != "" {
+						role += " (" + orNone(n.Role) + " refused)"
+						notes = append(notes, fmt.Sprintf("%s: role %s refused: %s", n.Name, orNone(n.Role), r.Role.Refused))
+					}
+				}
 				if ip == "" {
 					ip = r.Address
 				}
@@ -334,9 +343,15 @@ func nodeList(c *cli.Context) error {
 			if image == "" {
 				image = defaultImage
 			}
-			t.row(n.Name, strings.Join(n.MACs, ","), ip, image, n.Role, onOff(n.Netboot), lease, stage, seen)
+			t.row(n.Name, strings.Join(n.MACs, ","), ip, image, role, onOff(n.Netboot), lease, stage, seen)
 		}
-		return t.flush()
+		if err := t.flush(); err != nil {
+			return err
+		}
+		for _, note := range notes {
+			fmt.Fprintln(w, note)
+		}
+		return nil
 	})
 }
 
@@ -369,6 +384,19 @@ func nodeShow(c *cli.Context) error {
 				t.row("lease:", r.LeaseIP, until(now, r.LeaseExpires))
 				t.row("boot stage:", r.BootStage, ago(now, r.BootStageAt))
 				t.row("last seen:", ago(now, r.LastSeen))
+				if rs := r.Role; rs != nil {
+					t.row("role state:", rs.Summary())
+					if rs.Refused != "" {
+						t.row("refused:", rs.Refused)
+					}
+					if rs.Error != "" {
+						t.row("agent error:", rs.Error)
+					}
+					t.row("role layer:", rs.Layer)
+					if !rs.ReportedAt.IsZero() {
+						t.row("agent report:", ago(now, rs.ReportedAt))
+					}
+				}
 			} else {
 				t.row("runtime:", "controller not running")
 			}

@@ -17,9 +17,10 @@ func TestNodeResetOffline(t *testing.T) {
 	e := newEnv(t)
 	e.init()
 	e.ok("node", "add", "pi3", "--mac", "dc:a6:32:01:36:c2")
-	// Before the first pictl serve there is no state directory: nothing to do.
-	if _, err := os.Stat(filepath.Join(e.dir, "state")); !os.IsNotExist(err) {
-		t.Fatalf("state directory before the first serve: %v", err)
+	// Before the first pictl serve there are no node layers (init only
+	// made the www volume): nothing to do.
+	if _, err := os.Stat(filepath.Join(e.dir, "state", "nfsd")); !os.IsNotExist(err) {
+		t.Fatalf("nfsd state before the first serve: %v", err)
 	}
 	e.ok("node", "reset", "pi3")
 	file := filepath.Join(e.dir, "state", "nfsd", "nodes", "pi3", "root", "etc", "hostname")
@@ -46,6 +47,8 @@ type fakeController struct{ resets []string }
 func (f *fakeController) Status(context.Context) api.Status                    { return api.Status{} }
 func (f *fakeController) Nodes(context.Context) ([]api.Node, error)            { return nil, nil }
 func (f *fakeController) Discovered(context.Context) ([]api.Discovered, error) { return nil, nil }
+func (f *fakeController) SwitchByReboot(context.Context, string) error         { return nil }
+
 func (f *fakeController) ResetNode(_ context.Context, name string, force bool) error {
 	switch {
 	case name != "pi3":

@@ -119,6 +119,12 @@ func (c *Client) Discovered(ctx context.Context) ([]Discovered, error) {
 	return d, err
 }
 
+// SwitchByReboot asks POST /v1/nodes/{name}/switch-by-reboot.
+func (c *Client) SwitchByReboot(ctx context.Context, name string) error {
+	var v map[string]string
+	return c.do(ctx, c.http, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/switch-by-reboot", &v)
+}
+
 // ResetNode asks POST /v1/nodes/{name}/reset: discard the node's own layer.
 func (c *Client) ResetNode(ctx context.Context, name string, force bool) (Reset, error) {
 	path := "/v1/nodes/" + url.PathEscape(name) + "/reset"

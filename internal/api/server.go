@@ -22,6 +22,10 @@ type Backend interface {
 	// (no such node) or InUse() (the node looks mounted and force is
 	// false) become 404 and 409; their text is meant for the person.
 	ResetNode(ctx context.Context, name string, force bool) error
+	// SwitchByReboot makes the node's next role change a reboot instead
+	// of a live switch (pictl role set --reboot asks before it edits
+	// cluster.yaml).
+	SwitchByReboot(ctx context.Context, name string) error
 }
 
 // Server serves the API on a unix socket and, after ListenTCP, on a TCP
@@ -81,6 +85,14 @@ func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
 			return
 		}
 		writeJSON(w, http.StatusOK, Reset{Node: name, Forced: force})
+	})
+	s.mux.HandleFunc("POST /v1/nodes/{name}/switch-by-reboot", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := b.SwitchByReboot(r.Context(), name); err != nil {
+			writeError(w, errorStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"node": name})
 	})
 	return s
 }

@@ -24,6 +24,8 @@ type fakeBackend struct {
 func (f *fakeBackend) Status(context.Context) Status                    { return f.status }
 func (f *fakeBackend) Nodes(context.Context) ([]Node, error)            { return f.nodes, nil }
 func (f *fakeBackend) Discovered(context.Context) ([]Discovered, error) { return f.discovered, nil }
+func (f *fakeBackend) SwitchByReboot(context.Context, string) error     { return nil }
+
 func (f *fakeBackend) ResetNode(_ context.Context, name string, force bool) error {
 	if f.resetErr != nil {
 		return f.resetErr

@@ -58,6 +58,64 @@ type NodeRuntime struct {
 	BootStage    string    `json:"boot_stage,omitempty" yaml:"boot_stage,omitempty"`
 	BootStageAt  time.Time `json:"boot_stage_at,omitzero" yaml:"boot_stage_at,omitempty"`
 	LastSeen     time.Time `json:"last_seen,omitzero" yaml:"last_seen,omitempty"`
+	// Role is the role switch's state; nil when no role machinery runs.
+	Role *RoleStatus `json:"role,omitempty" yaml:"role,omitempty"`
+}
+
+// RoleStatus is where a node stands with its role: the layer the
+// controller rendered for it and what the node's agent last reported.
+type RoleStatus struct {
+	Role   string `json:"role" yaml:"role"` // "" = none
+	Target string `json:"target" yaml:"target"`
+	// State: active, failed, switching, or "not seen" (no agent report).
+	State string `json:"state" yaml:"state"`
+	// Failed is the unit that failed; Error the agent's reason when no
+	// unit did (layer never visible, systemd refused...).
+	Failed string `json:"failed,omitempty" yaml:"failed,omitempty"`
+	Error  string `json:"error,omitempty" yaml:"error,omitempty"`
+	// Refused says why the controller keeps the old layer instead of the
+	// role cluster.yaml asks for, with the command that fixes it.
+	Refused string `json:"refused,omitempty" yaml:"refused,omitempty"`
+	// Layer is the role layer the node should run; Applied the one its
+	// agent last reported on.
+	Layer      string    `json:"layer,omitempty" yaml:"layer,omitempty"`
+	Applied    string    `json:"applied,omitempty" yaml:"applied,omitempty"`
+	Since      time.Time `json:"since,omitzero" yaml:"since,omitempty"` // the layer became desired
+	ReportedAt time.Time `json:"reported_at,omitzero" yaml:"reported_at,omitempty"`
+	// Stages times the last switch: render (controller), layer_visible,
+	// reload, isolate, settle (agent).
+	Stages map[string]time.Duration `json:"stages,omitempty" yaml:"stages,omitempty"`
+}
+
+// Role states.
+const (
+	RoleActive    = "active"
+	RoleFailed    = "failed"
+	RoleSwitching = "switching"
+	RoleNotSeen   = "not seen"
+)
+
+// Summary is the role column of `pictl node ls`: "web active",
+// "db failed: mariadb.service", "web switching", "agent not seen".
+func (r *RoleStatus) Summary() string {
+	if r == nil {
+		return ""
+	}
+	role := r.Role
+	if role == "" {
+		role = "none"
+	}
+	switch r.State {
+	case RoleNotSeen:
+		return "agent not seen"
+	case RoleFailed:
+		why := r.Failed
+		if why == "" {
+			why = r.Error
+		}
+		return role + " failed: " + why
+	}
+	return role + " " + r.State
 }
 
 // Discovered is a client that asked to boot but is not in cluster.yaml.

@@ -45,6 +45,9 @@ type Ports struct {
 	NFS      uint16 `yaml:"nfs"`
 	API      uint16 `yaml:"api"` // TCP API port for remote use (0 = unix socket only)
 	Balancer uint16 `yaml:"balancer"`
+	// Agent is where the nodes' agents reach the controller (their own
+	// listener, with per-node credentials).
+	Agent uint16 `yaml:"agent"`
 }
 
 // DHCPMode says who owns addresses on the boot network.
@@ -136,9 +139,13 @@ type Volume struct {
 	Nodes []string `yaml:"nodes"`
 }
 
-// RoleRef declares a user role defined in the state directory.
+// RoleRef declares a user role, or gives a role (built-in or user) its
+// parameters.
 type RoleRef struct {
 	Description string `yaml:"description"`
+	// Vars are the role's parameters (roles: {lb: {vars: {vip: 10.99.0.50}}});
+	// the roles package says which a role takes.
+	Vars map[string]string `yaml:"vars"`
 }
 
 // BuiltinRoles are the role names known even before the roles package

@@ -69,7 +69,12 @@ func decode(file string, doc *yaml.Node) (*Cluster, *source) {
 				r := &RoleRef{}
 				c.Roles[name] = r
 				s.mapping(p, v, secRole, "", func(key, p string, _, v *yaml.Node) {
-					r.Description, _ = s.scalar(p, v, "description: what this role is for")
+					switch key {
+					case "description":
+						r.Description, _ = s.scalar(p, v, "description: what this role is for")
+					case "vars":
+						s.decodeRoleVars(r, p, v)
+					}
 				})
 			})
 		}
@@ -121,7 +126,7 @@ func (s *source) decodeController(ctl *Controller, path string, v *yaml.Node) {
 
 func (s *source) decodePorts(ports *Ports, path string, v *yaml.Node) {
 	s.mapping(path, v, secPorts, "", func(key, p string, _, v *yaml.Node) {
-		dst := map[string]*uint16{"tftp": &ports.TFTP, "nfs": &ports.NFS, "api": &ports.API, "balancer": &ports.Balancer}[key]
+		dst := map[string]*uint16{"tftp": &ports.TFTP, "nfs": &ports.NFS, "api": &ports.API, "balancer": &ports.Balancer, "agent": &ports.Agent}[key]
 		str, ok := s.scalar(p, v, key+": 8080")
 		if !ok {
 			return
@@ -309,6 +314,19 @@ func (s *source) decodeVolume(vol *Volume, path string, v *yaml.Node) {
 					*dst = append(*dst, str)
 				}
 			}
+		}
+	})
+}
+
+// decodeRoleVars reads a role's vars: name → single value, kept as
+// written (a vip 10.99.0.50 or a port 3306 stays text).
+func (s *source) decodeRoleVars(r *RoleRef, path string, v *yaml.Node) {
+	r.Vars = map[string]string{}
+	s.mapping(path, v, secNone, "var", func(name, p string, k, v *yaml.Node) {
+		if str, ok := s.scalar(p, v, name+": value"); ok {
+			r.Vars[name] = str
+		} else if !s.bad[p] {
+			r.Vars[name] = ""
 		}
 	})
 }

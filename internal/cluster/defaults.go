@@ -10,6 +10,7 @@ const (
 	DefaultTFTPPort     uint16 = 69
 	DefaultNFSPort      uint16 = 2049
 	DefaultBalancerPort uint16 = 80
+	DefaultAgentPort    uint16 = 4390
 	// DefaultAPIPort 0: the API listens on the unix socket only.
 	DefaultAPIPort   uint16 = 0
 	DefaultStateDir         = "/var/lib/pictl"
@@ -24,7 +25,7 @@ const (
 
 // ApplyDefaults fills in every setting left out (Load calls it):
 //
-//	ports: tftp 69, nfs 2049, balancer 80, api 0 (unix socket only)
+//	ports: tftp 69, nfs 2049, balancer 80, agent 4390, api 0 (unix socket only)
 //	controller.state_dir /var/lib/pictl, controller.api_socket /run/pictl/pictl.sock
 //	dhcp.mode full, dhcp.lease 1h, dhcp.pi3_delay 2s
 //	discovery record
@@ -41,6 +42,9 @@ func (c *Cluster) ApplyDefaults() {
 	}
 	if c.Ports.Balancer == 0 {
 		c.Ports.Balancer = DefaultBalancerPort
+	}
+	if c.Ports.Agent == 0 {
+		c.Ports.Agent = DefaultAgentPort
 	}
 	if c.Controller.StateDir == "" {
 		c.Controller.StateDir = DefaultStateDir

@@ -36,7 +36,7 @@ package cluster
 //	volumes:
 //	  NAME: {readonly: true, path: /abs/path, roles: [web], nodes: [pi3]}
 //	roles:
-//	  NAME: {description: "..."}
+//	  NAME: {description: "...", vars: {VAR: value}}   # a built-in may be listed for its vars only
 //
 // Defaults (ApplyDefaults): ports tftp 69, nfs 2049, balancer 80, api 0;
 // controller.state_dir /var/lib/pictl, controller.api_socket
@@ -65,5 +65,6 @@ package cluster
 //     reserved addresses to other clients;
 //   - at most one image with default: true; discovery: boot needs a
 //     default image (or exactly one image);
-//   - volumes' roles and nodes must exist; roles: may not redeclare a
-//     built-in role or be called none.
+//   - volumes' roles and nodes must exist; roles: may list a built-in role
+//     only to give it vars (no description), none is not a role; var names
+//     are letters, digits and _, values one line.

@@ -95,7 +95,7 @@ func InitTemplate(o InitOptions) ([]byte, error) {
 		"Example":    example.String(),
 		"Defaults": map[string]any{
 			"APISocket": DefaultAPISocket, "TFTP": DefaultTFTPPort, "NFS": DefaultNFSPort,
-			"Balancer": DefaultBalancerPort, "Lease": DefaultLease, "Pi3Delay": DefaultPi3Delay,
+			"Balancer": DefaultBalancerPort, "Agent": DefaultAgentPort, "Lease": DefaultLease, "Pi3Delay": DefaultPi3Delay,
 		},
 	})
 	if err != nil {
@@ -154,6 +154,7 @@ controller:
 #   tftp: {{.Defaults.TFTP}}
 #   nfs: {{.Defaults.NFS}}
 #   balancer: {{.Defaults.Balancer}}   # the HTTP load balancer in front of the web nodes
+#   agent: {{.Defaults.Agent}}     # where the nodes' agents reach the controller
 #   api: 0         # TCP port for the API; 0 = unix socket only
 
 # DHCP on the boot network. mode is one of
@@ -194,9 +195,10 @@ images: {}
 nodes: {}
 
 # Shared exports that every node (or only the roles: or nodes: listed) may
-# mount, e.g. the docroot the web nodes serve:
-#   www: {readonly: true, roles: [web]}
-volumes: {}
+# mount. www is the docroot the web role serves on port 8000; pictl init
+# put an index page in it (its files live in <state_dir>/volumes/www).
+volumes:
+  www: {readonly: true, roles: [web]}
 
 # Roles of your own, besides the built-in web, db, lb and router, e.g.
 #   monitoring: {description: Prometheus and Grafana}

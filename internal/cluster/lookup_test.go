@@ -77,7 +77,7 @@ func TestDefaultsApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Ports != (Ports{TFTP: 69, NFS: 2049, API: 0, Balancer: 80}) {
+	if c.Ports != (Ports{TFTP: 69, NFS: 2049, API: 0, Balancer: 80, Agent: 4390}) {
 		t.Errorf("ports = %+v", c.Ports)
 	}
 	if c.Controller.StateDir != "/var/lib/pictl" || c.Controller.APISocket != "/run/pictl/pictl.sock" {

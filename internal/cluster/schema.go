@@ -31,7 +31,7 @@ func (s section) keys() []string {
 	case secController:
 		return []string{"interface", "interfaces", "address", "state_dir", "api_socket"}
 	case secPorts:
-		return []string{"tftp", "nfs", "api", "balancer"}
+		return []string{"tftp", "nfs", "api", "balancer", "agent"}
 	case secDHCP:
 		return []string{"mode", "range", "router", "dns", "domain", "lease", "pi3_delay"}
 	case secTFTP:
@@ -43,7 +43,7 @@ func (s section) keys() []string {
 	case secVolume:
 		return []string{"readonly", "path", "roles", "nodes"}
 	case secRole:
-		return []string{"description"}
+		return []string{"description", "vars"}
 	}
 	return nil
 }

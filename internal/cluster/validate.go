@@ -156,7 +156,7 @@ func (v *validator) ports() {
 	tcp := []struct {
 		key  string
 		port uint16
-	}{{"nfs", or(p.NFS, DefaultNFSPort)}, {"balancer", or(p.Balancer, DefaultBalancerPort)}, {"api", p.API}}
+	}{{"nfs", or(p.NFS, DefaultNFSPort)}, {"balancer", or(p.Balancer, DefaultBalancerPort)}, {"agent", or(p.Agent, DefaultAgentPort)}, {"api", p.API}}
 	for i, a := range tcp {
 		for _, b := range tcp[:i] {
 			if a.port != 0 && a.port == b.port {
@@ -348,15 +348,42 @@ func (v *validator) roles() {
 	c, s := v.c, v.s
 	for _, name := range names(s, "roles", c.Roles) {
 		p := "roles." + name
+		if r := c.Roles[name]; r != nil {
+			for _, vn := range sortedVarNames(r.Vars) {
+				vp := p + ".vars." + vn
+				switch {
+				case !varNameRE.MatchString(vn):
+					s.errPath(vp, true, "use letters, digits and _ (role templates write {{.Vars.NAME}})", "role %s's var name %q is not a plain name", name, vn)
+				case strings.ContainsAny(r.Vars[vn], "\r\n\x00") && !s.bad[vp]:
+					s.errPath(vp, false, "write the value on one line", "role %s's var %s has a line break", name, vn)
+				}
+			}
+		}
 		switch {
 		case slices.Contains(BuiltinRoles(), name):
-			s.errPath(p, true, "remove it (it is built in) or give your role another name, e.g. my-"+name, "role %s is built in and cannot be declared again", name)
+			// A built-in is listed to give it vars; it keeps its own
+			// description.
+			if c.Roles[name] != nil && c.Roles[name].Description != "" {
+				s.errPath(p+".description", true, "remove it; a built-in role may only be given vars: here", "role %s is built in and has its own description", name)
+			}
 		case name == "none":
 			s.errPath(p, true, "pick another name; none means no role", "a role cannot be named none")
 		default:
 			v.checkName("role", p, name, false)
 		}
 	}
+}
+
+// varNameRE is a role var name: templates read it as {{.Vars.NAME}}.
+var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func sortedVarNames(vars map[string]string) []string {
+	names := make([]string, 0, len(vars))
+	for n := range vars {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 type owner struct{ node, path string }

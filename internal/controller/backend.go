@@ -6,14 +6,7 @@ import (
 	"strings"
 
 	"github.com/pictl/pictl/internal/api"
-	"github.com/pictl/pictl/internal/cluster"
 )
-
-// FactSource is implemented by components that observe nodes (leases,
-// boot stages, last seen) and fill in their part of a node's runtime row.
-type FactSource interface {
-	NodeFacts(ctx context.Context, name string, n *cluster.Node, into *api.NodeRuntime)
-}
 
 // Status answers GET /v1/status.
 func (c *Controller) Status(context.Context) api.Status {
@@ -43,19 +36,16 @@ func (c *Controller) Status(context.Context) api.Status {
 // Nodes answers GET /v1/nodes: desired state merged with runtime facts.
 func (c *Controller) Nodes(ctx context.Context) ([]api.Node, error) {
 	cl := c.Cluster()
-	c.mu.Lock()
-	comps := slices.Clone(c.components)
-	c.mu.Unlock()
-
+	sources := componentsAs[FactSource](c)
 	out := make([]api.Node, 0, len(cl.Nodes))
 	for name, n := range cl.Nodes {
 		v := api.NodeFromCluster(name, n)
 		v.Runtime = &api.NodeRuntime{}
-		c.serverFacts(name, n, v.Runtime)
-		for _, comp := range comps {
-			if fs, ok := comp.(FactSource); ok {
-				fs.NodeFacts(ctx, name, n, v.Runtime)
-			}
+		for _, fs := range sources {
+			fs.NodeFacts(ctx, name, n, v.Runtime)
+		}
+		if s, ok := c.SeenAddress(name, n); ok {
+			v.Runtime.Address = s.Addr.String()
 		}
 		out = append(out, v)
 	}
@@ -65,5 +55,9 @@ func (c *Controller) Nodes(ctx context.Context) ([]api.Node, error) {
 
 // Discovered answers GET /v1/discovered.
 func (c *Controller) Discovered(context.Context) ([]api.Discovered, error) {
-	return c.discovered()
+	src, ok := firstComponent[DiscoverySource](c)
+	if !ok {
+		return nil, nil
+	}
+	return src.Discovered(c.Cluster())
 }

@@ -22,26 +22,10 @@ import (
 	"go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/pictl/pictl/dhcpd"
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
 	"github.com/pictl/pictl/internal/store"
-	"github.com/pictl/pictl/nfsd"
-	"github.com/pictl/pictl/tftpd"
 )
-
-// Component is a server the controller runs: dhcpd, tftpd, nfsd, the
-// balancer. Run blocks until ctx is cancelled; an error stops the controller.
-type Component interface {
-	Name() string
-	Run(ctx context.Context) error
-}
-
-// Reloader is implemented by components that must act on a new cluster
-// state (most only read the current state per request and need not).
-type Reloader interface {
-	Reload(ctx context.Context, c *cluster.Cluster) error
-}
 
 // Config says where the controller's state lives.
 type Config struct {
@@ -63,12 +47,11 @@ type Controller struct {
 	metrics *prometheus.Registry
 	api     *api.Server
 
-	// The boot servers, when AddServers built them.
-	dir    *nodeDirectory
-	dhcp   *dhcpd.Server
-	stages *tftpd.StageStore
-	nfs    *nfsd.Server
-	layers layerResetter // c.nfs, or a test's fake
+	// dir answers the servers' node lookups, when AddServers built them.
+	dir *nodeDirectory
+	// roleCatalog loads the role definitions (built-ins and the user's
+	// directory); nil: no role layers, no agent listener.
+	roleCatalog func(userDir string) (roleRenderer, error)
 
 	mu         sync.Mutex // guards the fields below
 	generation uint64
@@ -104,6 +87,8 @@ func New(cfg Config) (*Controller, error) {
 		db:      db,
 		metrics: reg,
 		states:  map[string]api.ComponentStatus{},
+
+		roleCatalog: loadRoleCatalog,
 	}
 	c.current.Store(cl)
 	c.generation, c.loadedAt = 1, time.Now()
@@ -252,7 +237,10 @@ func (c *Controller) apply(ctx context.Context, cl *cluster.Cluster, loadErr err
 	c.mu.Unlock()
 
 	c.log.Info("cluster.yaml reloaded", "generation", gen, "nodes", len(cl.Nodes))
-	c.reloadServers(cl)
+	c.warnAPIPort(cl)
+	if c.dir != nil {
+		c.dir.reload()
+	}
 	for _, comp := range comps {
 		if r, ok := comp.(Reloader); ok {
 			if err := r.Reload(ctx, cl); err != nil {

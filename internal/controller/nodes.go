@@ -25,6 +25,9 @@ type nodeDirectory struct {
 	images  *images.Store
 	leases  func() []dhcpd.Lease // nil without dhcpd (proxy/off mode)
 	neigh   func(netip.Addr) (net.HardwareAddr, bool)
+	// roleLayer is a node's role layer directory ("" = none); nil
+	// without the roles component.
+	roleLayer func(node string) string
 
 	mu    sync.Mutex
 	metas map[string]*images.Meta // image metadata by name, read once per image
@@ -249,6 +252,9 @@ func (d *nodeDirectory) nfsNode(cl *cluster.Cluster, name string, n *cluster.Nod
 		root = d.images.RootDir(imgName)
 	}
 	out := nfsd.Node{Name: name, ImageRoot: root}
+	if d.roleLayer != nil {
+		out.RoleLayer = d.roleLayer(name)
+	}
 	for vname, v := range cl.Volumes {
 		if volumeAllows(v, name, n) {
 			out.Volumes = append(out.Volumes, vname)

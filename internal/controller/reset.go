@@ -15,8 +15,8 @@ import (
 	"github.com/pictl/pictl/nfsd"
 )
 
-// layerResetter is the part of nfsd the reset needs; tests fake it to
-// play a mounted node without a kernel client.
+// layerResetter is the part of nfsd the reset needs (nfsComponent); tests
+// register a fake to play a mounted node without a kernel client.
 type layerResetter interface {
 	Reset(node string, force bool) error
 	Exports() []nfsd.ExportStatus
@@ -64,13 +64,14 @@ func (c *Controller) ResetNode(_ context.Context, name string, force bool) error
 	if !knownNode(c.Cluster(), name) {
 		return &UnknownNodeError{Name: name}
 	}
-	if c.layers == nil {
+	layers, ok := firstComponent[layerResetter](c)
+	if !ok {
 		return errors.New("this controller runs no NFS server, so it has no node layers to reset")
 	}
-	err := c.layers.Reset(name, force)
+	err := layers.Reset(name, force)
 	if errors.Is(err, nfsd.ErrNodeInUse) {
 		ie := &NodeInUseError{Name: name}
-		for _, x := range c.layers.Exports() {
+		for _, x := range layers.Exports() {
 			if x.Path == "/nodes/"+name {
 				ie.Addr = x.LastAddr
 			}
@@ -81,6 +82,19 @@ func (c *Controller) ResetNode(_ context.Context, name string, force bool) error
 		return fmt.Errorf("reset node %s: %w", name, err)
 	}
 	return nil // nfsd logs the reset
+}
+
+// SwitchByReboot answers POST /v1/nodes/{name}/switch-by-reboot.
+func (c *Controller) SwitchByReboot(_ context.Context, name string) error {
+	if _, ok := c.Cluster().Nodes[name]; !ok {
+		return &UnknownNodeError{Name: name}
+	}
+	sw, ok := firstComponent[interface{ SwitchByReboot(node string) }](c)
+	if !ok {
+		return errors.New("this controller renders no role layers, so it switches no roles")
+	}
+	sw.SwitchByReboot(name)
+	return nil
 }
 
 // ResetNodeOffline discards a node's own layer while no controller runs,

@@ -28,6 +28,9 @@ func (f *fakeLayers) Reset(node string, force bool) error {
 	return nil
 }
 
+func (f *fakeLayers) Name() string                  { return "nfsd" }
+func (f *fakeLayers) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
 func (f *fakeLayers) Exports() []nfsd.ExportStatus {
 	var out []nfsd.ExportStatus
 	for n, a := range f.mounted {
@@ -69,9 +72,9 @@ func TestResetNode(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fl := &fakeLayers{mounted: map[string]string{"pi3": "10.0.0.13"}}
-			c.layers = fl
-			if tc.noNFS {
-				c.layers = nil
+			c.components = nil
+			if !tc.noNFS {
+				c.Register(fl)
 			}
 			err := c.ResetNode(context.Background(), tc.node, tc.force)
 			if tc.wantErr == "" {

@@ -2,16 +2,20 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/pictl/pictl/dhcpd"
+	"github.com/pictl/pictl/internal/agent"
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/cluster"
 	"github.com/pictl/pictl/internal/neigh"
+	"github.com/pictl/pictl/internal/store"
 	"github.com/pictl/pictl/nfsd"
 	"github.com/pictl/pictl/tftpd"
 )
@@ -23,15 +27,6 @@ type listenServer interface {
 	Listen() error
 	Serve(ctx context.Context) error
 }
-
-// namedServer gives a server without a Name/Run pair the Component shape.
-type namedServer struct {
-	name string
-	listenServer
-}
-
-func (n namedServer) Name() string                  { return n.name }
-func (n namedServer) Run(ctx context.Context) error { return n.Serve(ctx) }
 
 // AddServers builds the boot servers cluster.yaml asks for — DHCP (full or
 // proxy) with the IPv6 router advertisement iPXE waits for, TFTP and NFS —
@@ -52,8 +47,7 @@ func (c *Controller) AddServers() error {
 		if cl.DHCP.Mode == cluster.DHCPFull {
 			dir.leases = srv.Leases
 		}
-		c.dhcp = srv
-		c.Register(srv)
+		c.Register(dhcpComponent{Server: srv, log: c.log})
 		ra, err := dhcpd.NewRAResponder(cl.Controller.Interfaces, c.log.With("component", "ra"))
 		if err != nil {
 			return fmt.Errorf("router advertisements: %w", err)
@@ -65,7 +59,6 @@ func (c *Controller) AddServers() error {
 	if err != nil {
 		return err
 	}
-	c.stages = stages
 	tsrv, err := tftpd.New(tftpd.Config{
 		Addr:          net.JoinHostPort(addr.String(), strconv.Itoa(int(cl.Ports.TFTP))),
 		NFSServer:     addr,
@@ -76,7 +69,7 @@ func (c *Controller) AddServers() error {
 	if err != nil {
 		return fmt.Errorf("tftp server: %w", err)
 	}
-	c.Register(tsrv)
+	c.Register(tftpComponent{Server: tsrv, stages: stages})
 
 	nsrv, err := nfsd.New(nfsd.Config{
 		Addr:     net.JoinHostPort(addr.String(), strconv.Itoa(int(cl.Ports.NFS))),
@@ -85,9 +78,74 @@ func (c *Controller) AddServers() error {
 	if err != nil {
 		return fmt.Errorf("nfs server: %w", err)
 	}
-	c.nfs, c.layers = nsrv, nsrv
-	c.Register(namedServer{name: "nfsd", listenServer: nsrv})
+	c.Register(nfsComponent{Server: nsrv})
+	return c.addRoles(cl, dir)
+}
+
+// addRoles registers the role layers and the agents' listener, when the
+// controller has a role catalog, and renders every node's layer before
+// anything serves: a node that boots at once gets its role.
+func (c *Controller) addRoles(cl *cluster.Cluster, dir *nodeDirectory) error {
+	if c.roleCatalog == nil {
+		return nil
+	}
+	state := cl.Controller.StateDir
+	secret, created, err := api.LoadOrCreateToken(filepath.Join(state, "agent-secret"))
+	if err != nil {
+		return fmt.Errorf("agent secret: %w", err)
+	}
+	if created {
+		c.log.Info("created the agents' secret; every node's credential derives from it", "file", filepath.Join(state, "agent-secret"))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("agent binary: %w", err)
+	}
+	log := c.log.With("component", "roles")
+	rl := newRoleLayers(state, log)
+	rl.userDir = userRolesDir(c.cfg.Store)
+	rl.cluster = c.Cluster
+	rl.renderer = func() (roleRenderer, error) { return c.roleCatalog(rl.userDir) }
+	rl.meta = dir.meta
+	rl.addr = c.NodeAddress
+	rl.drainers = func() []Drainer { return componentsAs[Drainer](c) }
+	rl.agentURL = agentURL
+	rl.secret = []byte(secret)
+	rl.binaries = agentBinaries{self: self, selfArch: debianArch(runtime.GOARCH)}
+	if err := rl.Reload(context.Background(), cl); err != nil {
+		log.Error("rendering role layers failed", "err", err)
+	}
+	dir.roleLayer = rl.RoleLayer
+	c.Register(rl)
+	c.Register(&agent.Listener{
+		Addr:        net.JoinHostPort(cl.Controller.Address.Addr().String(), strconv.Itoa(int(cl.Ports.Agent))),
+		Secret:      []byte(secret),
+		Coordinator: rl,
+		Log:         c.log.With("component", "agent-listener"),
+	})
 	return nil
+}
+
+// userRolesDir holds the user's role definitions: roles/ beside
+// cluster.yaml.
+func userRolesDir(st *store.Store) string {
+	return filepath.Join(filepath.Dir(st.Path()), "roles")
+}
+
+// agentURL is where the nodes' agents reach the controller.
+func agentURL(cl *cluster.Cluster) string {
+	return "http://" + net.JoinHostPort(cl.Controller.Address.Addr().String(), strconv.Itoa(int(cl.Ports.Agent)))
+}
+
+// debianArch names a Go architecture as Debian (and cluster.yaml) do.
+func debianArch(goarch string) string {
+	switch goarch {
+	case "arm":
+		return "armhf"
+	case "386":
+		return "i386"
+	}
+	return goarch
 }
 
 // dhcpConfig translates cluster.yaml's dhcp section.
@@ -117,86 +175,6 @@ func dhcpConfig(cl *cluster.Cluster) dhcpd.Config {
 		Domain:   d.Domain,
 	}}
 	return cfg
-}
-
-// reloadServers applies a new cluster.yaml to the servers that keep
-// settings (the node lookups read the new state by themselves).
-func (c *Controller) reloadServers(cl *cluster.Cluster) {
-	c.warnAPIPort(cl)
-	if c.dir != nil {
-		c.dir.reload()
-	}
-	if c.dhcp != nil {
-		if err := c.dhcp.Reconfigure(dhcpConfig(cl)); errors.Is(err, dhcpd.ErrRestartRequired) {
-			c.log.Warn("dhcp settings changed that need a restart of pictl serve (interfaces, mode or ports)")
-		} else if err != nil {
-			c.log.Error("dhcp settings rejected; keeping the old ones", "err", err)
-		}
-	}
-}
-
-// serverFacts fills a node's runtime row from the lease table, the boot
-// stages and the NFS exports.
-func (c *Controller) serverFacts(name string, n *cluster.Node, into *api.NodeRuntime) {
-	if c.dhcp != nil {
-		for _, mac := range n.MACs {
-			if l, ok, _ := c.dhcp.Store().LeaseByMAC(mac); ok {
-				into.LeaseIP = l.IP.String()
-				into.Address = into.LeaseIP
-				into.LeaseExpires = l.Expires
-				into.LastSeen = later(into.LastSeen, l.Granted)
-				break
-			}
-		}
-	}
-	if c.stages != nil {
-		if ev, ok, _ := c.stages.LastStage(name); ok {
-			into.BootStage = string(ev.Stage)
-			into.BootStageAt = ev.At
-			if into.Address == "" {
-				into.Address = ev.Client
-			}
-			into.LastSeen = later(into.LastSeen, ev.At)
-		}
-	}
-	if c.nfs != nil {
-		for _, x := range c.nfs.Exports() {
-			if x.Name == name && x.Path == "/nodes/"+name {
-				// Without a lease of ours, the freshest source address wins.
-				if x.LastAddr != "" && into.LeaseIP == "" && (into.Address == "" || x.LastRequest.After(into.BootStageAt)) {
-					into.Address = x.LastAddr
-				}
-				if !x.LastRequest.IsZero() && x.Mounts > 0 {
-					into.BootStage = "nfs-root"
-					into.BootStageAt = later(into.BootStageAt, x.LastRequest)
-				}
-				into.LastSeen = later(into.LastSeen, x.LastRequest)
-			}
-		}
-	}
-}
-
-// discovered lists the clients that asked to boot but are not nodes.
-func (c *Controller) discovered() ([]api.Discovered, error) {
-	if c.dhcp == nil {
-		return nil, nil
-	}
-	list, err := c.dhcp.Store().Discovered()
-	if err != nil {
-		return nil, err
-	}
-	cl := c.Cluster()
-	out := make([]api.Discovered, 0, len(list))
-	for _, d := range list {
-		if _, _, known := cl.NodeByMAC(d.MAC); known {
-			continue // adopted since it was recorded
-		}
-		out = append(out, api.Discovered{
-			MAC: d.MAC.String(), Serial: d.Serial, Model: d.Class.String(),
-			Interface: d.Interface, FirstSeen: d.FirstSeen, LastSeen: d.LastSeen,
-		})
-	}
-	return out, nil
 }
 
 func later(a, b time.Time) time.Time {

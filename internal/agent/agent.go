@@ -1,0 +1,279 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Systemd is what the agent asks of the node's systemd (dbus.go talks to
+// the real one over its private socket; tests fake it).
+type Systemd interface {
+	// Reload is `systemctl daemon-reload`.
+	Reload(ctx context.Context) error
+	// Isolate starts target in isolate mode and waits for the job; the
+	// result is systemd's ("done", "failed", "dependency"...).
+	Isolate(ctx context.Context, target string) (result string, err error)
+	// Units reports target and the units it wants or requires.
+	Units(ctx context.Context, target string) ([]UnitState, error)
+	// Jobs counts systemd's queued jobs: an isolate's job is done when
+	// the target is reached, while the units it stops may still be
+	// stopping (MariaDB flushing), so settling waits for none.
+	Jobs(ctx context.Context) (int, error)
+	// StopMasked stops the units that run although their unit is now
+	// masked, and names them. A role masks the services of other roles;
+	// isolate keeps a service that a kept socket triggers (mariadb.service
+	// behind mariadb.socket, which the package enabled in the image), so
+	// the mask alone would leave the old role's service running.
+	StopMasked(ctx context.Context) ([]string, error)
+	// Reboot reboots the node.
+	Reboot(ctx context.Context) error
+}
+
+// Agent runs on a node.
+type Agent struct {
+	Client  *Client
+	Systemd Systemd
+	// Root is the node's root file system ("/"); LayerIDFile is read
+	// below it.
+	Root string
+	Log  *slog.Logger
+
+	// Poll is how long one long poll waits at most. Default 50s.
+	Poll time.Duration
+	// LayerTimeout bounds the wait for a new layer to show through NFS.
+	// Default 2 minutes.
+	LayerTimeout time.Duration
+	// SettleTimeout bounds the wait for the target's units to leave
+	// activating/deactivating after the isolate job. Default 2 minutes.
+	SettleTimeout time.Duration
+	// Retry is the pause after a failed call to the controller. Default 2s.
+	Retry time.Duration
+	// Tick is how often the agent looks at the layer file and unit
+	// states while it waits for them. Default 200ms.
+	Tick time.Duration
+}
+
+func (a *Agent) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Log
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Run follows the controller until ctx ends. Controller outages are
+// retried forever: the node keeps running its role meanwhile.
+func (a *Agent) Run(ctx context.Context) error {
+	applied := "" // the first poll answers at once: check what runs now
+	for ctx.Err() == nil {
+		d, err := a.Client.Desired(ctx, applied, orDefault(a.Poll, 50*time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			a.log().Warn("asking the controller for the role failed; retrying", "err", err)
+			sleep(ctx, orDefault(a.Retry, 2*time.Second))
+			continue
+		}
+		if d.Layer == applied {
+			continue
+		}
+		// Right after start the node may already run d: it booted into
+		// its role, or only the agent restarted.
+		rep := a.Apply(ctx, d, applied == "")
+		if ctx.Err() != nil {
+			break
+		}
+		for ctx.Err() == nil {
+			if err := a.Client.Report(ctx, rep); err != nil {
+				a.log().Warn("report to the controller failed; retrying", "err", err)
+				sleep(ctx, orDefault(a.Retry, 2*time.Second))
+				continue
+			}
+			break
+		}
+		applied = d.Layer
+		if d.Reboot && rep.State == StateSwitching {
+			// The reboot is under way; keep quiet until it takes us.
+			<-ctx.Done()
+		}
+	}
+	return nil
+}
+
+// Apply brings the node to d and says how that went. With maybeThere, a
+// node whose target is already active is only reported on.
+func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
+	rep := Report{Layer: d.Layer, Role: d.Role, Target: d.Target, State: StateSwitching}
+	log := a.log().With("role", d.Role, "target", d.Target, "layer", d.Layer)
+
+	if !maybeThere {
+		a.tell(ctx, rep) // "switching" while the layer shows and systemd works
+	}
+	start := time.Now()
+	if err := a.waitLayer(ctx, d.Layer); err != nil {
+		return failed(rep, err)
+	}
+	rep.Stages.LayerVisible = time.Since(start)
+
+	if maybeThere && a.targetActive(ctx, d.Target) {
+		return a.settle(ctx, rep)
+	}
+	if maybeThere {
+		a.tell(ctx, rep)
+	}
+
+	t := time.Now()
+	if err := a.Systemd.Reload(ctx); err != nil {
+		return failed(rep, fmt.Errorf("systemd daemon-reload: %w", err))
+	}
+	rep.Stages.Reload = time.Since(t)
+
+	if d.Reboot {
+		log.Info("rebooting into the new role")
+		if err := a.Systemd.Reboot(ctx); err != nil {
+			return failed(rep, fmt.Errorf("reboot: %w", err))
+		}
+		return rep // switching: the node reports again once it is back
+	}
+
+	t = time.Now()
+	result, err := a.Systemd.Isolate(ctx, d.Target)
+	rep.Stages.Isolate = time.Since(t)
+	if err != nil {
+		return failed(rep, fmt.Errorf("isolate %s: %w", d.Target, err))
+	}
+	log.Info("target isolated", "result", result, "took", rep.Stages.Isolate)
+	stopped, err := a.Systemd.StopMasked(ctx)
+	if err != nil {
+		return failed(rep, fmt.Errorf("stop masked units: %w", err))
+	}
+	if len(stopped) > 0 {
+		log.Info("stopped units the new role masks", "units", stopped)
+	}
+	return a.settle(ctx, rep)
+}
+
+// tell sends an interim report; the final one is retried, this one not.
+func (a *Agent) tell(ctx context.Context, rep Report) {
+	if err := a.Client.Report(ctx, rep); err != nil {
+		a.log().Debug("interim report failed", "err", err)
+	}
+}
+
+func (a *Agent) targetActive(ctx context.Context, target string) bool {
+	units, err := a.Systemd.Units(ctx, target)
+	return err == nil && len(units) > 0 && units[0].Name == target && units[0].Active == "active"
+}
+
+// waitLayer waits until the node's root shows the layer the controller
+// announced: NFS attribute caching may show the old one for a while.
+func (a *Agent) waitLayer(ctx context.Context, layer string) error {
+	if layer == "" {
+		return nil
+	}
+	path := filepath.Join(a.root(), LayerIDFile)
+	deadline := time.Now().Add(orDefault(a.LayerTimeout, 2*time.Minute))
+	var seen string
+	for {
+		// Opening the directory makes an NFS client ask for its attributes
+		// (close-to-open) instead of trusting its cache for up to
+		// acdirmin; nfsd changes them with every role layer.
+		_, _ = os.ReadDir(filepath.Dir(path))
+		b, err := os.ReadFile(path)
+		seen = strings.TrimSpace(string(b))
+		if err == nil && seen == layer {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if seen == "" {
+				seen = "nothing"
+			}
+			return fmt.Errorf("the new role layer %s did not show through NFS in %s (%s holds %s)", layer, orDefault(a.LayerTimeout, 2*time.Minute), "/"+LayerIDFile, seen)
+		}
+		if !sleep(ctx, orDefault(a.Tick, 200*time.Millisecond)) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (a *Agent) root() string {
+	if a.Root == "" {
+		return "/"
+	}
+	return a.Root
+}
+
+// settle waits until systemd has no job left and no unit of the target
+// is still starting or stopping, then reports: active when the target and every unit is active, failed
+// naming the first unit that is not.
+func (a *Agent) settle(ctx context.Context, rep Report) Report {
+	t := time.Now()
+	deadline := t.Add(orDefault(a.SettleTimeout, 2*time.Minute))
+	for {
+		units, err := a.Systemd.Units(ctx, rep.Target)
+		if err != nil {
+			return failed(rep, fmt.Errorf("unit states: %w", err))
+		}
+		rep.Units = units
+		jobs, err := a.Systemd.Jobs(ctx)
+		if err != nil {
+			return failed(rep, fmt.Errorf("systemd jobs: %w", err))
+		}
+		busy := jobs > 0
+		for _, u := range units {
+			if u.Active == "activating" || u.Active == "deactivating" || u.Active == "reloading" {
+				busy = true
+			}
+		}
+		if !busy || time.Now().After(deadline) || !sleep(ctx, orDefault(a.Tick, 200*time.Millisecond)) {
+			break
+		}
+	}
+	rep.Stages.Settle = time.Since(t)
+	rep.State = StateActive
+	for _, u := range rep.Units {
+		if u.Active != "active" {
+			rep.State = StateFailed
+			if u.Name != rep.Target || rep.Failed == "" {
+				rep.Failed = u.Name
+			}
+			if u.Name != rep.Target {
+				break // a unit of the target says more than the target
+			}
+		}
+	}
+	if len(rep.Units) == 0 {
+		rep.State, rep.Error = StateFailed, "systemd reports no unit "+rep.Target
+	}
+	return rep
+}
+
+func failed(rep Report, err error) Report {
+	rep.State = StateFailed
+	rep.Error = err.Error()
+	return rep
+}
+
+// sleep waits d or until ctx ends; false means ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

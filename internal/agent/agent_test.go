@@ -1,0 +1,311 @@
+package agent
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testCoordinator is the controller's side in memory: one node's desired
+// state and every report it got.
+type testCoordinator struct {
+	mu      sync.Mutex
+	desired Desired
+	changed chan struct{}
+	reports chan Report
+}
+
+func newTestCoordinator(d Desired) *testCoordinator {
+	return &testCoordinator{desired: d, changed: make(chan struct{}), reports: make(chan Report, 16)}
+}
+
+func (c *testCoordinator) Desired(node string) (Desired, <-chan struct{}, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.desired, c.changed, node == "pi3"
+}
+
+func (c *testCoordinator) Report(_ string, r Report) { c.reports <- r }
+
+func (c *testCoordinator) set(d Desired) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.desired = d
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// fakeSystemd plays systemd: isolating a target makes it and its units
+// take the states in outcome.
+type fakeSystemd struct {
+	mu       sync.Mutex
+	active   string              // the active target
+	wants    map[string][]string // target -> units
+	outcome  map[string]string   // unit -> state after an isolate ("" = active)
+	calls    []string
+	isolated chan string
+
+	pendingJobs int // Jobs reports one job this many more times
+	jobLooks    int
+}
+
+func (f *fakeSystemd) Reload(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "reload")
+	return nil
+}
+
+func (f *fakeSystemd) Isolate(_ context.Context, target string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "isolate "+target)
+	f.active = target
+	f.pendingJobs = 2 // the old role's units are still stopping
+	return "done", nil
+}
+
+func (f *fakeSystemd) Units(_ context.Context, target string) ([]UnitState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	state := func(u string) string {
+		if f.active != target {
+			return "inactive"
+		}
+		if s := f.outcome[u]; s != "" {
+			return s
+		}
+		return "active"
+	}
+	out := []UnitState{{Name: target, Active: state(target)}}
+	for _, u := range f.wants[target] {
+		out = append(out, UnitState{Name: u, Active: state(u)})
+	}
+	return out, nil
+}
+
+// StopMasked records that the agent asked.
+func (f *fakeSystemd) StopMasked(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "stop-masked")
+	return nil, nil
+}
+
+// Jobs: the first look after an isolate still sees a stop job running.
+func (f *fakeSystemd) Jobs(context.Context) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobLooks++
+	if f.pendingJobs > 0 {
+		f.pendingJobs--
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func (f *fakeSystemd) Reboot(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "reboot")
+	return nil
+}
+
+func (f *fakeSystemd) callList() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// node is an agent on a fake root, talking to a real HTTP listener.
+type node struct {
+	root  string
+	coord *testCoordinator
+	sd    *fakeSystemd
+	agent *Agent
+	srv   *httptest.Server
+}
+
+func newNode(t *testing.T, d Desired, sd *fakeSystemd) *node {
+	t.Helper()
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	coord := newTestCoordinator(d)
+	l := &Listener{Secret: secret, Coordinator: coord, MaxWait: time.Minute}
+	srv := httptest.NewServer(l.Handler())
+	t.Cleanup(srv.Close)
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, filepath.Dir(LayerIDFile)), 0o755)
+	return &node{root: root, coord: coord, sd: sd, srv: srv, agent: &Agent{
+		Client:  &Client{URL: srv.URL, Node: "pi3", Token: NodeToken(secret, "pi3")},
+		Systemd: sd, Root: root, Tick: time.Millisecond, Retry: time.Millisecond,
+	}}
+}
+
+func (n *node) showLayer(t *testing.T, id string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(n.root, LayerIDFile), []byte(id+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (n *node) run(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.agent.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// nextFinal skips "switching" reports.
+func (n *node) nextFinal(t *testing.T) Report {
+	t.Helper()
+	for {
+		select {
+		case r := <-n.coord.reports:
+			if r.State != StateSwitching {
+				return r
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no report from the agent")
+		}
+	}
+}
+
+func web(layer string) Desired {
+	return Desired{Role: "web", Target: "pictl-role-web.target", Layer: layer}
+}
+
+// A node that booted into its role is reported on, not switched again;
+// a new layer is waited for until NFS shows it, then systemd reloads and
+// isolates the new target, and the report names a failed unit.
+func TestAgentSwitches(t *testing.T) {
+	sd := &fakeSystemd{
+		active:  "pictl-role-web.target",
+		wants:   map[string][]string{"pictl-role-web.target": {"nginx.service", "mnt-www.mount"}, "pictl-role-db.target": {"mariadb.service"}},
+		outcome: map[string]string{"mariadb.service": "failed"},
+	}
+	n := newNode(t, web("L1"), sd)
+	n.showLayer(t, "L1")
+	n.run(t)
+
+	r := n.nextFinal(t)
+	if r.State != StateActive || r.Layer != "L1" || len(r.Units) != 3 || r.Failed != "" {
+		t.Fatalf("boot report: %+v", r)
+	}
+	if c := sd.callList(); len(c) != 0 {
+		t.Fatalf("a node already in its role was switched: %q", c)
+	}
+
+	// The controller moves pi3 to db; NFS still shows the old layer.
+	n.coord.set(Desired{Role: "db", Target: "pictl-role-db.target", Layer: "L2"})
+	select {
+	case r := <-n.coord.reports:
+		if r.State != StateSwitching {
+			t.Fatalf("first report after the change: %+v, want switching", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no switching report")
+	}
+	if c := sd.callList(); len(c) != 0 {
+		t.Fatalf("systemd touched before the layer showed: %q", c)
+	}
+	n.showLayer(t, "L2")
+	r = n.nextFinal(t)
+	if r.State != StateFailed || r.Failed != "mariadb.service" || r.Target != "pictl-role-db.target" || r.Layer != "L2" {
+		t.Fatalf("db report: %+v", r)
+	}
+	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target", "stop-masked"}) {
+		t.Fatalf("systemd calls: %q", c)
+	}
+	sd.mu.Lock()
+	if sd.pendingJobs != 0 || sd.jobLooks < 3 {
+		t.Errorf("reported before systemd's jobs were done (%d left, %d looks)", sd.pendingJobs, sd.jobLooks)
+	}
+	sd.mu.Unlock()
+
+	// Back to web: everything active.
+	n.showLayer(t, "L3")
+	n.coord.set(web("L3"))
+	r = n.nextFinal(t)
+	if r.State != StateActive || r.Target != "pictl-role-web.target" || r.Layer != "L3" {
+		t.Fatalf("web report: %+v", r)
+	}
+}
+
+// A layer that never shows through NFS fails the switch with a reason
+// and leaves systemd alone.
+func TestAgentLayerNeverVisible(t *testing.T) {
+	sd := &fakeSystemd{active: "multi-user.target"}
+	n := newNode(t, web("L9"), sd)
+	n.agent.LayerTimeout = 20 * time.Millisecond
+	n.showLayer(t, "L1")
+	n.run(t)
+	r := n.nextFinal(t)
+	if r.State != StateFailed || !strings.Contains(r.Error, "did not show through NFS") || !strings.Contains(r.Error, "holds L1") {
+		t.Fatalf("report: %+v", r)
+	}
+	if c := sd.callList(); len(c) != 0 {
+		t.Fatalf("systemd calls: %q", c)
+	}
+}
+
+// --reboot: the agent reboots instead of isolating.
+func TestAgentReboot(t *testing.T) {
+	sd := &fakeSystemd{active: "multi-user.target"}
+	d := web("L1")
+	d.Reboot = true
+	n := newNode(t, d, sd)
+	n.showLayer(t, "L1")
+	n.run(t)
+	for !slices.Contains(sd.callList(), "reboot") {
+		select {
+		case <-n.coord.reports:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no reboot; calls %q", sd.callList())
+		}
+	}
+	if c := sd.callList(); slices.Contains(c, "isolate pictl-role-web.target") {
+		t.Fatalf("isolated although asked to reboot: %q", c)
+	}
+}
+
+// The listener takes only the node's own token.
+func TestListenerAuth(t *testing.T) {
+	n := newNode(t, web("L1"), &fakeSystemd{})
+	for _, tc := range []struct {
+		name, path, token string
+		want              int
+	}{
+		{"own token", "/v1/agent/pi3/desired", n.agent.Client.Token, http.StatusOK},
+		{"no token", "/v1/agent/pi3/desired", "", http.StatusUnauthorized},
+		{"another node's token", "/v1/agent/pi3/desired", NodeToken([]byte("0123456789abcdef0123456789abcdef"), "pi4"), http.StatusUnauthorized},
+		{"token for an unknown node", "/v1/agent/pi4/desired", NodeToken([]byte("0123456789abcdef0123456789abcdef"), "pi4"), http.StatusNotFound},
+		{"bad wait", "/v1/agent/pi3/desired?wait=soon", n.agent.Client.Token, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, n.srv.URL+tc.path, nil)
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+}
