@@ -107,6 +107,7 @@ func (d *nodeDirectory) image(cl *cluster.Cluster, name string) (tftpd.Image, bo
 	}
 	if m := d.meta(name); m != nil && m.Boot.Kind != "" {
 		img.Cmdline = strings.TrimSpace(m.Boot.KernelArgs + " " + img.Cmdline)
+		img.Arch = m.Arch
 		img.Kind = tftpd.ImagePi
 		if m.Boot.Kind == images.BootX86 {
 			img.Kind = tftpd.ImageKernelInitrd
