@@ -84,6 +84,20 @@ type Config struct {
 	// instead of answering those with valid handles directly
 	// (fastlookup.go, fastattr.go); for comparison.
 	GoNFSLookup bool
+
+	// MaxConns and MaxConnsPerClient bound the open client connections in
+	// total and per client address (defaults 1024 and 64, see
+	// internal/connlimit); past a bound the least useful connection is
+	// closed (never proven first, then the longest idle).
+	MaxConns          int
+	MaxConnsPerClient int
+	// UnprovenTimeout closes a connection that sent no well-formed NFS or
+	// MOUNT call this long after it was accepted. Default 10 s.
+	UnprovenTimeout time.Duration
+	// RecordMemory bounds the bytes of RPC records read and not yet
+	// handled, over all connections; a connection whose record does not
+	// fit is closed. Default 256 MiB.
+	RecordMemory int64
 }
 
 const DefaultAddr = ":2049"

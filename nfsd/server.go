@@ -32,6 +32,7 @@ type Server struct {
 	store   *store
 	codec   *handleCodec
 	metrics *metrics
+	guard   *connGuard
 	indexes indexRegistry
 	lists   listingCache
 	// lowerFDs holds the open files of read-only layers (images, role
@@ -83,12 +84,16 @@ func New(cfg Config, nodes Nodes, volumes Volumes, db *bbolt.DB, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	guard, err := newConnGuard(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.layerDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("nfsd: create layer dir: %w", err)
 	}
 	return &Server{
 		cfg: cfg, nodes: nodes, volumes: volumes, log: log,
-		store: st, codec: newHandleCodec(key), metrics: m,
+		store: st, codec: newHandleCodec(key), metrics: m, guard: guard,
 		exports:  make(map[string]*export),
 		byNumber: make(map[uint32]*export),
 		conns:    make(map[*trackedConn]struct{}),
@@ -135,10 +140,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		ln = s.ln
 	}
-	srv := &nfs.Server{Handler: &handler{s: s}, Context: ctx}
+	srv := &nfs.Server{Handler: recoverHandler(&handler{s: s}, s.guard), Context: ctx}
 	errc := make(chan error, 1)
 	go func() {
-		fl := &fanoutListener{Listener: &trackedListener{Listener: ln, s: s}, workers: s.cfg.connWorkers()}
+		fl := &fanoutListener{Listener: &trackedListener{Listener: s.guard.listen(ln), s: s}, workers: s.cfg.connWorkers(), guard: s.guard}
 		if !s.cfg.GoNFSRead || !s.cfg.GoNFSLookup {
 			fl.fast = s.fastCall
 		}
