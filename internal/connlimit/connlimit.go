@@ -161,11 +161,11 @@ func (l *Listener) admit(nc net.Conn) *Conn {
 		v.closeFor(reasons[i])
 	}
 	if d := l.cfg.unprovenTimeout(); d > 0 {
-		c.timer = time.AfterFunc(d, func() {
+		c.timer.Store(time.AfterFunc(d, func() {
 			if !c.proven.Load() {
 				c.closeFor(ReasonUnproven)
 			}
-		})
+		}))
 	}
 	return c
 }
@@ -253,15 +253,17 @@ type Conn struct {
 	lastActive atomic.Int64 // unix ns
 	proven     atomic.Bool
 	busy       atomic.Bool
-	timer      *time.Timer
+	timer      atomic.Pointer[time.Timer]
 	once       sync.Once
 }
 
 // Prove marks the connection as a real client's: the unproven deadline no
 // longer applies and it is evicted only after unproven ones.
 func (c *Conn) Prove() {
-	if !c.proven.Swap(true) && c.timer != nil {
-		c.timer.Stop()
+	if !c.proven.Swap(true) {
+		if t := c.timer.Load(); t != nil {
+			t.Stop()
+		}
 	}
 	c.Touch()
 }
@@ -294,8 +296,8 @@ func (c *Conn) closeFor(reason string) {
 }
 
 func (c *Conn) release() {
-	if c.timer != nil {
-		c.timer.Stop()
+	if t := c.timer.Load(); t != nil {
+		t.Stop()
 	}
 	c.l.mu.Lock()
 	c.l.dropLocked(c)
