@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
+
+	"github.com/pictl/pictl/internal/connlimit"
 )
 
 // Backend answers the API's questions; the controller implements it.
@@ -32,7 +35,13 @@ type Server struct {
 	SocketPath string
 	Backend    Backend
 	Log        *slog.Logger
+	// Limits bound the TCP listener's connections (limits.go); zero
+	// values mean DefaultMaxConns, DefaultMaxConnsPerHost and connlimit's
+	// 10 s for connections without an authenticated request.
+	Limits connlimit.Config
 
+	metrics *apiMetrics
+	tcpLim  atomic.Pointer[connlimit.Listener]
 	mux   *http.ServeMux
 	ln    net.Listener
 	tcp   net.Listener // nil: unix socket only
@@ -45,7 +54,7 @@ func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{SocketPath: socketPath, Backend: b, Log: log, mux: http.NewServeMux()}
+	s := &Server{SocketPath: socketPath, Backend: b, Log: log, mux: http.NewServeMux(), metrics: newAPIMetrics()}
 	s.mux.Handle("GET /{$}", statusPage(b))
 	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status(r.Context()))
@@ -168,21 +177,23 @@ func (s *Server) Serve(ctx context.Context) error {
 	servers := []struct {
 		hs *http.Server
 		ln net.Listener
-	}{{&http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}, s.ln}}
+	}{{&http.Server{Handler: s.recoverPanics(s.mux), ReadHeaderTimeout: 5 * time.Second}, s.ln}}
 	if s.tcp != nil {
 		// The network may hold slow or hostile clients: bound every phase.
 		servers = append(servers, struct {
 			hs *http.Server
 			ln net.Listener
 		}{&http.Server{
-			Handler:           s.TCPHandler(),
+			Handler:           s.recoverPanics(s.TCPHandler()),
+			ConnContext:       trackConn,
+			ConnState:         connState,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      5 * time.Minute, // a reset may remove a large layer
-			IdleTimeout:       2 * time.Minute,
+			IdleTimeout:       2 * time.Minute, // authenticated clients only: see limits.go
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
-		}, s.tcp})
+		}, s.limitTCP()})
 	}
 	errc := make(chan error, len(servers))
 	for _, sv := range servers {

@@ -137,6 +137,9 @@ func (c *Controller) Listen() error {
 	}
 	srv := api.NewServer(socket, c, c.log.With("component", "api"))
 	srv.Handle("GET /metrics", promhttp.HandlerFor(c.metrics, promhttp.HandlerOpts{}))
+	if err := srv.Register(c.metrics); err != nil {
+		return err
+	}
 	if err := srv.Listen(); err != nil {
 		return err
 	}
