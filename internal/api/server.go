@@ -42,10 +42,10 @@ type Server struct {
 
 	metrics *apiMetrics
 	tcpLim  atomic.Pointer[connlimit.Listener]
-	mux   *http.ServeMux
-	ln    net.Listener
-	tcp   net.Listener // nil: unix socket only
-	guard http.Handler // mux behind the token, for tcp
+	mux     *http.ServeMux
+	ln      net.Listener
+	tcp     net.Listener // nil: unix socket only
+	guard   http.Handler // mux behind the token, for tcp
 }
 
 // NewServer builds the API's routes. Extra handlers (metrics) can be added
