@@ -301,6 +301,9 @@ func (s *Server) decline(r *request, serverIP netip.Addr) (*reply, string) {
 	if !ip.IsValid() {
 		return nil, outSilent
 	}
+	if s.declineOfReserved(r, ip) {
+		return nil, outDeclineIgnored
+	}
 	l, ok := s.leases.decline(ip, r.mac, r.now, r.now.Add(r.cfg.DeclineHold))
 	if !ok {
 		return nil, outSilent
