@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -107,7 +108,16 @@ func (s *Server) Listen() error {
 		c.Close()
 		return fmt.Errorf("api socket %s: another pictl controller is running", s.SocketPath)
 	}
-	_ = os.Remove(s.SocketPath)
+	// Only a socket (a stale one) is ever removed: api_socket pointing at
+	// a file by mistake must not delete it.
+	if fi, err := os.Lstat(s.SocketPath); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return fmt.Errorf("api socket %s exists and is not a socket (%s); refusing to replace it: fix controller.api_socket", s.SocketPath, describeMode(fi.Mode()))
+		}
+		if err := os.Remove(s.SocketPath); err != nil {
+			return fmt.Errorf("api socket: remove stale socket: %w", err)
+		}
+	}
 	ln, err := net.Listen("unix", s.SocketPath)
 	if err != nil {
 		return fmt.Errorf("api socket: %w", err)
@@ -118,6 +128,25 @@ func (s *Server) Listen() error {
 	}
 	s.ln = ln
 	return nil
+}
+
+// removeSocket removes the socket at SocketPath, and nothing else.
+func (s *Server) removeSocket() {
+	if fi, err := os.Lstat(s.SocketPath); err == nil && fi.Mode().Type() == fs.ModeSocket {
+		_ = os.Remove(s.SocketPath)
+	}
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "mode " + m.Type().String()
 }
 
 // ListenTCP opens the authenticated TCP listener (addr like ":8080").
@@ -160,7 +189,7 @@ func (s *Server) TCPHandler() http.Handler {
 func (s *Server) Close() {
 	if s.ln != nil {
 		s.ln.Close()
-		_ = os.Remove(s.SocketPath)
+		s.removeSocket()
 	}
 	if s.tcp != nil {
 		s.tcp.Close()
@@ -216,7 +245,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			first = err
 		}
 	}
-	_ = os.Remove(s.SocketPath)
+	s.removeSocket()
 	if first == nil || errors.Is(first, http.ErrServerClosed) {
 		return nil
 	}
