@@ -81,6 +81,7 @@ from the state directory directly.
 				BashComplete: completeNodeNames,
 				Action:       nodeReset,
 			},
+			nodeClearQuarantineCommand(),
 			{
 				Name:         "rm",
 				Aliases:      []string{"remove"},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/pictl/pictl/internal/api"
@@ -67,4 +68,25 @@ func TestNodeListAfterChangeWhileServing(t *testing.T) {
 			t.Fatalf("round %d: node ls right after node rm: %v", i, got)
 		}
 	}
+}
+
+// `pictl node clear-quarantine` reaches the controller's DHCP server.
+func TestNodeClearQuarantine(t *testing.T) {
+	e := newEnv(t)
+	e.init()
+	e.ok("node", "add", "pi3", "--mac", "dc:a6:32:01:36:c2", "--ip", "10.99.0.13")
+	e.ok("node", "add", "pi4", "--mac", "dc:a6:32:01:36:c4")
+	log := e.startServe()
+	waitFor(t, "the controller's API", func() bool {
+		_, err := api.NewClient(e.socket).Status(context.Background())
+		return err == nil
+	}, log)
+	if out := e.ok("node", "clear-quarantine", "pi3"); !strings.Contains(out, "10.99.0.13 was not quarantined") {
+		t.Errorf("pi3: %q", out)
+	}
+	if out := e.ok("node", "clear-quarantine", "10.99.0.150"); !strings.Contains(out, "10.99.0.150 was not quarantined") {
+		t.Errorf("address: %q", out)
+	}
+	e.fails("no reserved address", "node", "clear-quarantine", "pi4")
+	e.fails("no node", "node", "clear-quarantine", "nosuch")
 }

@@ -92,6 +92,7 @@ func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
 		}
 		writeJSON(w, http.StatusOK, Reset{Node: name, Forced: force})
 	})
+	s.routeQuarantine(b)
 	return s
 }
 
