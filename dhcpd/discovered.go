@@ -3,6 +3,7 @@ package dhcpd
 import (
 	"encoding/json"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -13,6 +14,37 @@ import (
 // records are capped (the least recently seen go first) and expire when a
 // client has not been seen for DiscoveredExpiry. Both are counted in
 // pictl_dhcpd_discovered_dropped_total.
+
+// newRecords bounds how many discovered-client records are written per
+// second: each goes through the committer, whose queue the lease commits
+// (and so every ACK) share; a flood of forged MACs must not delay them.
+// Real new machines are a handful a minute.
+type newRecords struct {
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+const (
+	newRecordsPerSecond = 20
+	newRecordsBurst     = 200
+)
+
+func (n *newRecords) allow(now time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.last.IsZero() {
+		n.tokens = newRecordsBurst
+	} else if d := now.Sub(n.last).Seconds(); d > 0 {
+		n.tokens = min(newRecordsBurst, n.tokens+d*newRecordsPerSecond)
+	}
+	n.last = now
+	if n.tokens < 1 {
+		return false
+	}
+	n.tokens--
+	return true
+}
 
 // Defaults of Config.MaxDiscovered and Config.DiscoveredExpiry.
 const (

@@ -1,6 +1,8 @@
 package dhcpd
 
 import (
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -38,5 +40,25 @@ func TestDiscoveredCapAndExpiry(t *testing.T) {
 	list, _ = u.Store().Discovered()
 	if len(list) != 1 || list[0].MAC.String() != macs[3] {
 		t.Fatalf("after expiry: %v, want only %s", list, macs[3])
+	}
+}
+
+// Spoofed DECLINEs carrying a node's MAC do not use up the node's rate
+// allowance: its next DISCOVER is still answered (found by the soak in
+// test/hardening).
+func TestSpoofedDeclinesDoNotRateLimitTheNode(t *testing.T) {
+	cfg := testConfig()
+	cfg.RateLimit, cfg.RateBurst = 1, 2
+	nodes := newFakeNodes().add("02:00:00:00:00:aa", Node{Name: "n1", IP: netip.MustParseAddr("10.99.0.10"), Netboot: true})
+	u := newUnitServer(t, cfg, nodes, nil)
+	for range 50 {
+		decline := discover("02:00:00:00:00:aa", dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline),
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.99.0.10"))))
+		if _, _, outcome := u.exchange(decline); outcome != outDeclineIgnored {
+			t.Fatalf("DECLINE of the reservation: %s", outcome)
+		}
+	}
+	if _, _, outcome := u.exchange(discover("02:00:00:00:00:aa")); outcome != outOffer {
+		t.Fatalf("node's DISCOVER after the DECLINEs: %s, want %s", outcome, outOffer)
 	}
 }

@@ -99,7 +99,10 @@ func (s *Server) decide(r *request) (*reply, string) {
 		return nil, outNotForUs
 	}
 	r.client = classify(pkt.chaddr, pkt)
-	if !s.limiter.allow(r.mac, r.now) {
+	// DECLINE and RELEASE get no reply and cost little; anyone can send
+	// them with a node's MAC, and counting them would let a stranger use
+	// up the node's allowance and keep it from booting.
+	if typ != dhcpv4.MessageTypeDecline && typ != dhcpv4.MessageTypeRelease && !s.limiter.allow(r.mac, r.now) {
 		return nil, outRateLimited
 	}
 	r.relayed = pkt.gateway().IsValid() && in != nil

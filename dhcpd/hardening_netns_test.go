@@ -87,8 +87,12 @@ func TestNetnsDiscoveryFlood(t *testing.T) {
 	if len(list) > cfg.MaxDiscovered {
 		t.Errorf("%d discovered records, cap %d", len(list), cfg.MaxDiscovered)
 	}
-	if dropped < 1000 {
-		t.Errorf("only %v records dropped over the cap from a flood of %d", dropped, flood)
+	// Most of the flood is not even written (over the rate of new
+	// clients); what is written beyond the cap goes again.
+	notWritten := metricValue(reg, "pictl_dhcpd_dropped_records_total")
+	t.Logf("%v records not written (rate of new clients)", notWritten)
+	if dropped+notWritten < flood-float64(cfg.MaxDiscovered)-50 {
+		t.Errorf("only %v dropped over the cap and %v not written from a flood of %d", dropped, notWritten, flood)
 	}
 	if fi, err := os.Stat(db.Path()); err != nil || fi.Size() > 4<<20 {
 		t.Errorf("runtime database %d bytes (err %v), want under 4 MiB", fi.Size(), err)

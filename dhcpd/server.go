@@ -42,6 +42,7 @@ type Server struct {
 
 	seenMu sync.Mutex
 	seen   map[hwKey]time.Time // last discovered-record write per MAC
+	fresh  newRecords          // rate of records of new clients
 
 	serving atomic.Bool
 	stopped chan struct{}
@@ -427,6 +428,12 @@ func (s *Server) recordDiscovered(r *request) {
 	s.seenMu.Lock()
 	if last, ok := s.seen[r.mac]; ok && r.now.Sub(last) < time.Minute {
 		s.seenMu.Unlock()
+		return
+	}
+	if _, known := s.seen[r.mac]; !known && !s.fresh.allow(r.now) {
+		// Over the rate of new clients (forged MACs, most likely).
+		s.seenMu.Unlock()
+		s.metrics.droppedRecords.Inc()
 		return
 	}
 	if len(s.seen) >= maxSeen {

@@ -96,8 +96,11 @@ type Config struct {
 	UnprovenTimeout time.Duration
 	// RecordMemory bounds the bytes of RPC records read and not yet
 	// handled, over all connections; a connection whose record does not
-	// fit is closed. Default 256 MiB.
+	// fit is closed. Default 128 MiB.
 	RecordMemory int64
+	// RecordTimeout closes a connection whose record does not arrive
+	// whole within this time of its first byte. Default 30 s.
+	RecordTimeout time.Duration
 }
 
 const DefaultAddr = ":2049"

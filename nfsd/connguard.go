@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"time"
 
 	"github.com/pictl/pictl/internal/connlimit"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 type connGuard struct {
 	log     *slog.Logger
 	records *recordBudget
+	timeout time.Duration
 	limits  connlimit.Config
 	closed  *prometheus.CounterVec
 	panics  *prometheus.CounterVec
@@ -25,12 +27,13 @@ type connGuard struct {
 
 // Defaults of the guard's Config fields.
 const (
-	DefaultRecordMemory = 256 << 20
+	DefaultRecordMemory = 128 << 20
 )
 
 const (
 	reasonRecordMemory   = "record_memory"
 	reasonRecordTooLarge = "record_too_large"
+	reasonRecordTimeout  = "record_timeout"
 )
 
 func (c *Config) recordMemory() int64 {
@@ -44,9 +47,10 @@ func newConnGuard(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*con
 	g := &connGuard{
 		log:     log,
 		records: &recordBudget{max: cfg.recordMemory()},
+		timeout: cfg.RecordTimeout,
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "pictl", Subsystem: "nfsd", Name: "connections_refused_total",
-			Help: "Client connections nfsd closed itself, by reason (per_client_limit, total_limit, unproven_timeout, record_memory, record_too_large; accept_error counts failed accepts, retried).",
+			Help: "Client connections nfsd closed itself, by reason (per_client_limit, total_limit, unproven_timeout, record_memory, record_too_large, record_timeout; accept_error counts failed accepts, retried).",
 		}, []string{"reason"}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "pictl", Subsystem: "nfsd", Name: "panics_total",
@@ -59,7 +63,7 @@ func newConnGuard(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*con
 		UnprovenTimeout: cfg.UnprovenTimeout,
 		OnClose:         g.refused,
 	}
-	for _, r := range []string{connlimit.ReasonPerClient, connlimit.ReasonTotal, connlimit.ReasonUnproven, connlimit.ReasonAcceptError, reasonRecordMemory, reasonRecordTooLarge} {
+	for _, r := range []string{connlimit.ReasonPerClient, connlimit.ReasonTotal, connlimit.ReasonUnproven, connlimit.ReasonAcceptError, reasonRecordMemory, reasonRecordTooLarge, reasonRecordTimeout} {
 		g.closed.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -79,6 +83,16 @@ func newConnGuard(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*con
 // listen wraps the listening socket in the connection bounds.
 func (g *connGuard) listen(ln net.Listener) *connlimit.Listener {
 	return connlimit.Listen(ln, g.limits)
+}
+
+func (g *connGuard) recordTimeout() time.Duration {
+	switch {
+	case g == nil:
+		return 0
+	case g.timeout <= 0:
+		return DefaultRecordTimeout
+	}
+	return g.timeout
 }
 
 func (g *connGuard) budget() *recordBudget {
@@ -103,6 +117,8 @@ func (g *connGuard) readFailed(c net.Conn, err error) {
 		g.refused(reasonRecordMemory)
 	case errors.Is(err, errRecordTooLarge):
 		g.refused(reasonRecordTooLarge)
+	case errors.Is(err, errRecordTimeout):
+		g.refused(reasonRecordTimeout)
 	default:
 		return
 	}

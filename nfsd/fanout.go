@@ -74,7 +74,7 @@ type fanout struct {
 
 func newFanout(c net.Conn, n int, fast func([]byte, func([]byte) error) bool, g *connGuard) *fanout {
 	m := &fanout{real: c, done: make(chan struct{}), fast: fast, reads: make(chan struct{}, n), guard: g}
-	m.rr = &recordReader{br: bufio.NewReaderSize(c, 64<<10), budget: g.budget()}
+	m.rr = &recordReader{br: bufio.NewReaderSize(c, 64<<10), budget: g.budget(), conn: c, timeout: g.recordTimeout()}
 	for i := 0; i < n; i++ {
 		m.vconns = append(m.vconns, &vconn{m: m, in: make(chan rpcRecord, 1)})
 	}

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"sync/atomic"
+	"time"
 )
 
 // ONC RPC over TCP frames each record as fragments, each behind a 4-byte
@@ -72,6 +74,14 @@ type rpcRecord struct {
 	held int64
 }
 
+// DefaultRecordTimeout bounds the time from a record's first byte to its
+// last (Config.RecordTimeout): a client sends a whole 1 MiB WRITE in
+// milliseconds, so a record unfinished after this long holds its memory
+// for nothing.
+const DefaultRecordTimeout = 30 * time.Second
+
+var errRecordTimeout = errors.New("nfsd: RPC record not finished in time")
+
 // recordReader reads the records of one connection. held is what this
 // connection has charged to the budget and not given back: releaseAll
 // returns it when the connection ends, so a record dropped anywhere on the
@@ -80,6 +90,9 @@ type recordReader struct {
 	br     *bufio.Reader
 	budget *recordBudget
 	held   atomic.Int64
+	// conn, if set, gets a read deadline while a record is under way.
+	conn    interface{ SetReadDeadline(time.Time) error }
+	timeout time.Duration
 }
 
 func (r *recordReader) take(n int64) bool {
@@ -119,6 +132,21 @@ func (r *recordReader) next() (rec rpcRecord, err error) {
 			r.give(held)
 		}
 	}()
+	if r.conn != nil && r.timeout > 0 {
+		// The first header may take as long as the client is idle; the
+		// rest of the record must follow promptly.
+		if _, err := r.br.Peek(1); err != nil {
+			return rpcRecord{}, err
+		}
+		_ = r.conn.SetReadDeadline(time.Now().Add(r.timeout))
+		defer func() {
+			_ = r.conn.SetReadDeadline(time.Time{})
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				err = errRecordTimeout
+			}
+		}()
+	}
 	for frag := 0; ; frag++ {
 		if frag == maxFragments {
 			return rpcRecord{}, errRecordTooLarge

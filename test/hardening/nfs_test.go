@@ -334,3 +334,41 @@ func rssBytes(t *testing.T) int64 {
 	t.Fatal("no VmRSS")
 	return 0
 }
+
+// A record started and never finished (a slow-loris of fragments) holds
+// its memory only until RecordTimeout: the connection is then closed and
+// counted, even though it had proven itself with a valid call.
+func TestNFSSlowRecordTimeout(t *testing.T) {
+	e := startNFS(t, nfsd.Config{RecordTimeout: time.Second, UnprovenTimeout: time.Minute})
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	c, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(nullCall(1))
+	c.Write(binary.BigEndian.AppendUint32(nil, (1<<20)|0x80000000))
+	c.Write(make([]byte, 100<<10))
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("connection with an unfinished record still open")
+			}
+			break
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.metric(t, "pictl_nfsd_connections_refused_total", "reason", "record_timeout") != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := e.metric(t, "pictl_nfsd_connections_refused_total", "reason", "record_timeout"); got != 1 {
+		t.Errorf("record_timeout %v, want 1", got)
+	}
+	if b := e.metric(t, "pictl_nfsd_record_bytes"); b != 0 {
+		t.Errorf("%v record bytes still charged", b)
+	}
+	e.realClient(t)
+}
