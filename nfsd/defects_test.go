@@ -10,7 +10,6 @@ import (
 	nfs "github.com/willscott/go-nfs"
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 	"github.com/willscott/go-nfs-client/nfs/rpc"
-	"github.com/willscott/go-nfs-client/nfs/xdr"
 	"github.com/willscott/go-nfs/helpers"
 	"github.com/willscott/go-nfs/helpers/memfs"
 )
@@ -102,38 +101,6 @@ func TestDefectSetattrDropsSpecialBits(t *testing.T) {
 	a, _ := getattr(t, c, fh)
 	if a.FileMode&0o7777 != 0o755 {
 		t.Fatalf("mode %o: go-nfs passes special bits now, update GO_NFS_DEFECTS.md and export.Chmod", a.FileMode&0o7777)
-	}
-}
-
-// ACCESS answers whatever the client asked for, and READ ignores the
-// caller: a uid-1000 process on a node could read /etc/shadow if its
-// kernel asked the server (the Linux client checks mode bits itself first).
-func TestDefectAccessIgnoresCaller(t *testing.T) {
-	v, c := defectEnv(t)
-	fh := lookupOK(t, v, "/etc/shadow") // 0640 root:42
-	user := rpc.NewAuthUnix("node", 1000, 1000).Auth()
-	st, res := call(t, c, &struct {
-		rpc.Header
-		FH     []byte
-		Access uint32
-	}{header(nfsc.NFSProc3Access, user), fh, 0x3f})
-	var attr nfsc.PostOpAttr
-	var granted uint32
-	if st == nfsc.NFS3Ok {
-		_ = xdr.Read(res, &attr)
-		granted, _ = xdr.ReadUint32(res)
-	}
-	if granted&1 == 0 {
-		t.Fatalf("ACCESS denied READ to uid 1000 (granted %x): go-nfs checks credentials now, update GO_NFS_DEFECTS.md", granted)
-	}
-	st, _ = call(t, c, &struct {
-		rpc.Header
-		FH     []byte
-		Offset uint64
-		Count  uint32
-	}{header(nfsc.NFSProc3Read, user), fh, 0, 100})
-	if st != nfsc.NFS3Ok {
-		t.Fatalf("READ as uid 1000: %d", st)
 	}
 }
 

@@ -27,9 +27,9 @@ import (
 type fanoutListener struct {
 	net.Listener
 	workers int
-	// fast, if set, may answer a READ, LOOKUP, GETATTR or ACCESS itself
-	// (fastread.go, fastlookup.go, fastattr.go).
-	fast func(rec []byte, send func([]byte) error) bool
+	// fast, if set, sees every NFS call first (with the client's address)
+	// and may answer it itself (calls.go); false hands it to go-nfs.
+	fast func(from net.Addr, rec []byte, send func([]byte) error) bool
 
 	mu    sync.Mutex
 	ready []net.Conn
@@ -50,7 +50,7 @@ func (l *fanoutListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.workers <= 1 {
+	if l.workers <= 1 && l.fast == nil {
 		return c, nil
 	}
 	m := newFanout(c, l.workers, l.fast)
@@ -68,11 +68,12 @@ type fanout struct {
 	vconns []*vconn
 	done   chan struct{}
 	once   sync.Once
-	fast   func([]byte, func([]byte) error) bool
+	fast   func(net.Addr, []byte, func([]byte) error) bool
 	reads  chan struct{} // bounds calls answered at once by fast
 }
 
-func newFanout(c net.Conn, n int, fast func([]byte, func([]byte) error) bool) *fanout {
+func newFanout(c net.Conn, n int, fast func(net.Addr, []byte, func([]byte) error) bool) *fanout {
+	n = max(n, 1)
 	m := &fanout{real: c, done: make(chan struct{}), fast: fast, reads: make(chan struct{}, n)}
 	for i := 0; i < n; i++ {
 		m.vconns = append(m.vconns, &vconn{m: m, in: make(chan []byte, 1)})
@@ -96,7 +97,7 @@ func (m *fanout) readLoop() {
 		if err != nil {
 			return
 		}
-		if m.fast != nil && isFastProc(rec) {
+		if m.fast != nil && isNFSCall(rec) {
 			select {
 			case m.reads <- struct{}{}:
 			case <-m.done:
@@ -104,7 +105,7 @@ func (m *fanout) readLoop() {
 			}
 			go func() {
 				defer func() { <-m.reads }()
-				if !m.fast(rec, m.send) {
+				if !m.fast(m.real.RemoteAddr(), rec, m.send) {
 					m.dispatch(rec)
 				}
 			}()
@@ -139,14 +140,12 @@ func (m *fanout) send(rec []byte) error {
 	return err
 }
 
-// isFastProc: the calls fast may answer.
-func isFastProc(rec []byte) bool {
-	for _, p := range []uint32{procRead, procLookup, procGetattr, procAccess} {
-		if isNFSProc(rec, p) {
-			return true
-		}
-	}
-	return false
+// isNFSCall: the calls fast sees (NFSv3, any procedure).
+func isNFSCall(rec []byte) bool {
+	return len(rec) >= 28 &&
+		binary.BigEndian.Uint32(rec[8:]) == 0 && // CALL
+		binary.BigEndian.Uint32(rec[16:]) == nfsProgram &&
+		binary.BigEndian.Uint32(rec[20:]) == 3
 }
 
 func isNFSProc(rec []byte, proc uint32) bool {

@@ -94,7 +94,7 @@ func parseRead(rec []byte) (parsedRead, bool) {
 }
 
 // fastRead answers a READ record; false means go-nfs must answer it.
-func (s *Server) fastRead(rec []byte, send func([]byte) error) bool {
+func (s *Server) fastRead(rec []byte, send func([]byte) error, cr cred) bool {
 	req, ok := parseRead(rec)
 	if !ok {
 		return false
@@ -113,6 +113,12 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error) bool {
 	if err != nil {
 		x.mu.RUnlock()
 		return false
+	}
+	if !mayReadData(cr, &e.st) {
+		x.mu.RUnlock()
+		s.metrics.refusedCalls.WithLabelValues("permission").Inc()
+		_ = send(errorReply(req.xid, procRead, nfs3ErrAcces))
+		return true
 	}
 	f, release, err := x.fdsFor(t, e).open(e.host, &e.st)
 	x.mu.RUnlock()

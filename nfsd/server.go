@@ -138,10 +138,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	srv := &nfs.Server{Handler: &handler{s: s}, Context: ctx}
 	errc := make(chan error, 1)
 	go func() {
-		fl := &fanoutListener{Listener: &trackedListener{Listener: ln, s: s}, workers: s.cfg.connWorkers()}
-		if !s.cfg.GoNFSRead || !s.cfg.GoNFSLookup {
-			fl.fast = s.fastCall
-		}
+		fl := &fanoutListener{Listener: &trackedListener{Listener: ln, s: s}, workers: s.cfg.connWorkers(), fast: s.serveCall}
 		errc <- srv.Serve(fl)
 	}()
 	s.log.Info("nfs server listening", "addr", ln.Addr().String())
@@ -351,6 +348,7 @@ func (s *Server) openVolume(v Volume) (*export, error) {
 		t:         newTree([]*layer{{kind: kindPlain, root: root, index: s.indexes.get(root, 5*time.Second)}}),
 	}
 	x.writable.Store(!v.ReadOnly)
+	x.vol.Store(&v)
 	return x, nil
 }
 
@@ -389,6 +387,7 @@ func (s *Server) refresh(x *export) error {
 			return fmt.Errorf("nfsd: volume %s is gone", x.label)
 		}
 		x.writable.Store(!v.ReadOnly)
+		x.vol.Store(&v)
 		x.mu.RLock()
 		same := filepath.Clean(v.Path) == x.imageRoot
 		x.mu.RUnlock()
