@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"slices"
 	"testing"
 
@@ -324,3 +326,64 @@ func TestAccessReadLookupCheckCaller(t *testing.T) {
 type unixStat = unix.Stat_t
 
 func chmodHost(host string, mode uint32) error { return unix.Chmod(host, mode) }
+
+// A volume's inode numbers are reused as soon as a file is deleted; the
+// new object must not get the deleted one's handle (the Linux client
+// would take it for the dead inode: pjdfstest's first operation in a fresh
+// directory failed with ENOENT), and the old handle must not reach it.
+func TestVolumeIdentitySurvivesInodeReuse(t *testing.T) {
+	e, _, _ := nfsEnv(t)
+	x := e.export("/volumes/www")
+	h := &handler{s: e.srv}
+	for _, typ := range []string{"dir", "file"} {
+		t.Run(typ, func(t *testing.T) {
+			mk := func(p string) {
+				if typ == "dir" {
+					if err := x.MkdirAll(p, 0o755); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				f, err := x.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+			}
+			ino := func(p string) uint64 {
+				var st unix.Stat_t
+				if err := unix.Lstat(x.imageRoot+p, &st); err != nil {
+					t.Fatal(err)
+				}
+				return st.Ino
+			}
+			mk("/old-" + typ)
+			oldIno := ino("/old-" + typ)
+			oldFH := h.ToHandle(x, []string{"old-" + typ})
+			if err := x.Remove("/old-" + typ); err != nil {
+				t.Fatal(err)
+			}
+			reused := ""
+			for i := 0; i < 50 && reused == ""; i++ {
+				p := "/new-" + typ + strconv.Itoa(i)
+				mk(p)
+				if ino(p) == oldIno {
+					reused = p
+				}
+			}
+			if reused == "" {
+				t.Skip("the host file system did not reuse the inode number")
+			}
+			newFH := h.ToHandle(x, pathElems(reused))
+			if bytes.Equal(oldFH, newFH) {
+				t.Fatalf("%s got the deleted object's handle", reused)
+			}
+			if _, _, err := h.FromHandle(oldFH); err == nil {
+				t.Fatal("the deleted object's handle resolves")
+			}
+			if _, p, err := h.FromHandle(newFH); err != nil || "/"+p[0] != reused {
+				t.Fatalf("new handle: %v %v", p, err)
+			}
+		})
+	}
+}
