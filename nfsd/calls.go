@@ -416,9 +416,14 @@ func (x *export) attrOf(t *tree, e *entry) *nfs.FileAttribute {
 	if err != nil {
 		return nil
 	}
-	a := nfs.ToFileAttribute(fi, e.path)
-	a.Atime = nfs.FileTime{Seconds: uint32(e.st.Atim.Sec), Nseconds: uint32(e.st.Atim.Nsec)}
-	a.Ctime = nfs.FileTime{Seconds: uint32(e.st.Ctim.Sec), Nseconds: uint32(e.st.Ctim.Nsec)}
+	return fattrOf(fi, e.path, &e.st)
+}
+
+// fattrOf is go-nfs's ToFileAttribute with the real atime and ctime.
+func fattrOf(fi *fileInfo, p string, st *unix.Stat_t) *nfs.FileAttribute {
+	a := nfs.ToFileAttribute(fi, p)
+	a.Atime = nfs.FileTime{Seconds: uint32(st.Atim.Sec), Nseconds: uint32(st.Atim.Nsec)}
+	a.Ctime = nfs.FileTime{Seconds: uint32(st.Ctim.Sec), Nseconds: uint32(st.Ctim.Nsec)}
 	return a
 }
 

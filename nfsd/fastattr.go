@@ -2,8 +2,6 @@ package nfsd
 
 import (
 	"encoding/binary"
-
-	nfs "github.com/willscott/go-nfs"
 )
 
 // GETATTR and ACCESS are answered below go-nfs for valid handles, as READ
@@ -66,7 +64,7 @@ func (s *Server) fastAttr(rec []byte, send func([]byte) error, cr cred) bool {
 	if proc == procAccess {
 		w = binary.BigEndian.AppendUint32(w, 1) // post_op_attr follows
 	}
-	w = appendFattr(w, nfs.ToFileAttribute(fi, p))
+	w = appendFattr(w, fattrOf(fi, p, &st))
 	if proc == procAccess {
 		w = binary.BigEndian.AppendUint32(w, accessMask(cr, &st, mask, x.writable.Load()))
 	}

@@ -3,8 +3,6 @@ package nfsd
 import (
 	"encoding/binary"
 	"net"
-
-	nfs "github.com/willscott/go-nfs"
 )
 
 // LOOKUP is answered below go-nfs when the directory handle is valid and
@@ -130,7 +128,7 @@ func (s *Server) fastLookup(rec []byte, send func([]byte) error, cr cred) bool {
 		// the directory's attributes.
 		w := newReply(req.xid, nfs3ErrAcces)
 		w = binary.BigEndian.AppendUint32(w, 1)
-		w = appendFattr(w, nfs.ToFileAttribute(dfi, dir))
+		w = appendFattr(w, fattrOf(dfi, dir, &de.st))
 		s.metrics.refusedCalls.WithLabelValues("permission").Inc()
 		_ = send(finishReply(w))
 		return true
@@ -161,9 +159,9 @@ func (s *Server) fastLookup(rec []byte, send func([]byte) error, cr cred) bool {
 		w = binary.BigEndian.AppendUint32(w, uint32(len(fh)))
 		w = append(w, fh...)
 		w = binary.BigEndian.AppendUint32(w, 1)
-		w = appendFattr(w, nfs.ToFileAttribute(cfi, p))
+		w = appendFattr(w, fattrOf(cfi, p, &ce.st))
 		w = binary.BigEndian.AppendUint32(w, 1)
-		w = appendFattr(w, nfs.ToFileAttribute(dfi, dir))
+		w = appendFattr(w, fattrOf(dfi, dir, &de.st))
 	}
 	binary.BigEndian.PutUint32(w, uint32(len(w)-4)|0x80000000)
 	// Counted before the send: a client that has its reply sees the count.

@@ -39,6 +39,9 @@ type Server struct {
 	lowerFDs fdCache
 	// readBufs holds the READ reply buffers of the direct READ path.
 	readBufs sync.Pool
+	// writeVerf is the WRITE/COMMIT verifier of this server instance
+	// (nfsd's WRITE replies and go-nfs's COMMIT replies agree on it).
+	writeVerf [8]byte
 
 	mu       sync.Mutex
 	exports  map[string]*export // by export path ("/nodes/pi3")
@@ -89,14 +92,15 @@ func New(cfg Config, nodes Nodes, volumes Volumes, db *bbolt.DB, log *slog.Logge
 	return &Server{
 		cfg: cfg, nodes: nodes, volumes: volumes, log: log,
 		store: st, codec: newHandleCodec(key), metrics: m,
-		exports:  make(map[string]*export),
-		byNumber: make(map[uint32]*export),
-		conns:    make(map[*trackedConn]struct{}),
-		ipConns:  make(map[netip.Addr]int),
-		dirty:    make(map[string]string),
-		dirtyFS:  make(map[string]bool),
-		lowerFDs: fdCache{max: maxSharedFDs},
-		readBufs: sync.Pool{New: newReadBuf},
+		exports:   make(map[string]*export),
+		byNumber:  make(map[uint32]*export),
+		conns:     make(map[*trackedConn]struct{}),
+		ipConns:   make(map[netip.Addr]int),
+		dirty:     make(map[string]string),
+		dirtyFS:   make(map[string]bool),
+		lowerFDs:  fdCache{max: maxSharedFDs},
+		readBufs:  sync.Pool{New: newReadBuf},
+		writeVerf: newWriteVerf(),
 	}, nil
 }
 
@@ -135,7 +139,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		ln = s.ln
 	}
-	srv := &nfs.Server{Handler: &handler{s: s}, Context: ctx}
+	srv := &nfs.Server{Handler: &handler{s: s}, Context: ctx, ID: s.writeVerf}
 	errc := make(chan error, 1)
 	go func() {
 		fl := &fanoutListener{Listener: &trackedListener{Listener: ln, s: s}, workers: s.cfg.connWorkers(), fast: s.serveCall}
