@@ -419,9 +419,12 @@ func (x *export) attrOf(t *tree, e *entry) *nfs.FileAttribute {
 	return fattrOf(fi, e.path, &e.st)
 }
 
-// fattrOf is go-nfs's ToFileAttribute with the real atime and ctime.
+// fattrOf is go-nfs's ToFileAttribute with the real atime and ctime, and
+// the mode without the os.FileMode type bits go-nfs leaves in it (mode3
+// holds the 12 permission bits; the type travels in ftype3).
 func fattrOf(fi *fileInfo, p string, st *unix.Stat_t) *nfs.FileAttribute {
 	a := nfs.ToFileAttribute(fi, p)
+	a.FileMode &= 0o7777
 	a.Atime = nfs.FileTime{Seconds: uint32(st.Atim.Sec), Nseconds: uint32(st.Atim.Nsec)}
 	a.Ctime = nfs.FileTime{Seconds: uint32(st.Ctim.Sec), Nseconds: uint32(st.Ctim.Nsec)}
 	return a
