@@ -156,7 +156,7 @@ func (s *Server) serveCall(from net.Addr, rec []byte, send func([]byte) error) b
 		}
 		return s.fastRead(rec, send, cr)
 	case procReaddir, procReaddirplus:
-		return k.precheck(mayRead, true)
+		return k.readdir()
 	case procSetattr:
 		return k.setattr()
 	case procWrite:
@@ -416,17 +416,17 @@ func (x *export) attrOf(t *tree, e *entry) *nfs.FileAttribute {
 	if err != nil {
 		return nil
 	}
-	return fattrOf(fi, e.path, &e.st)
+	return fattrOf(fi, e.path)
 }
 
 // fattrOf is go-nfs's ToFileAttribute with the real atime and ctime, and
 // the mode without the os.FileMode type bits go-nfs leaves in it (mode3
 // holds the 12 permission bits; the type travels in ftype3).
-func fattrOf(fi *fileInfo, p string, st *unix.Stat_t) *nfs.FileAttribute {
+func fattrOf(fi *fileInfo, p string) *nfs.FileAttribute {
 	a := nfs.ToFileAttribute(fi, p)
 	a.FileMode &= 0o7777
-	a.Atime = nfs.FileTime{Seconds: uint32(st.Atim.Sec), Nseconds: uint32(st.Atim.Nsec)}
-	a.Ctime = nfs.FileTime{Seconds: uint32(st.Ctim.Sec), Nseconds: uint32(st.Ctim.Nsec)}
+	a.Atime = nfs.FileTime{Seconds: uint32(fi.atim.Sec), Nseconds: uint32(fi.atim.Nsec)}
+	a.Ctime = nfs.FileTime{Seconds: uint32(fi.ctim.Sec), Nseconds: uint32(fi.ctim.Nsec)}
 	return a
 }
 

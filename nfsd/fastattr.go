@@ -64,7 +64,7 @@ func (s *Server) fastAttr(rec []byte, send func([]byte) error, cr cred) bool {
 	if proc == procAccess {
 		w = binary.BigEndian.AppendUint32(w, 1) // post_op_attr follows
 	}
-	w = appendFattr(w, fattrOf(fi, p, &st))
+	w = appendFattr(w, fattrOf(fi, p))
 	if proc == procAccess {
 		w = binary.BigEndian.AppendUint32(w, accessMask(cr, &st, mask, x.writable.Load()))
 	}

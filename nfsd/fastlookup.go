@@ -128,7 +128,7 @@ func (s *Server) fastLookup(rec []byte, send func([]byte) error, cr cred) bool {
 		// the directory's attributes.
 		w := newReply(req.xid, nfs3ErrAcces)
 		w = binary.BigEndian.AppendUint32(w, 1)
-		w = appendFattr(w, fattrOf(dfi, dir, &de.st))
+		w = appendFattr(w, fattrOf(dfi, dir))
 		s.metrics.refusedCalls.WithLabelValues("permission").Inc()
 		_ = send(finishReply(w))
 		return true
@@ -159,9 +159,9 @@ func (s *Server) fastLookup(rec []byte, send func([]byte) error, cr cred) bool {
 		w = binary.BigEndian.AppendUint32(w, uint32(len(fh)))
 		w = append(w, fh...)
 		w = binary.BigEndian.AppendUint32(w, 1)
-		w = appendFattr(w, fattrOf(cfi, p, &ce.st))
+		w = appendFattr(w, fattrOf(cfi, p))
 		w = binary.BigEndian.AppendUint32(w, 1)
-		w = appendFattr(w, fattrOf(dfi, dir, &de.st))
+		w = appendFattr(w, fattrOf(dfi, dir))
 	}
 	binary.BigEndian.PutUint32(w, uint32(len(w)-4)|0x80000000)
 	// Counted before the send: a client that has its reply sees the count.

@@ -164,7 +164,7 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error, cr cred) bool {
 	put(0) // SUCCESS
 	put(0) // NFS3_OK
 	put(1) // post_op_attr follows
-	w = appendFattr(w, fattrOf(fi, p, &e.st))
+	w = appendFattr(w, fattrOf(fi, p))
 	put(uint32(n))
 	if eof {
 		put(1)
