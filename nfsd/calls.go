@@ -139,22 +139,23 @@ func (s *Server) serveCall(from net.Addr, rec []byte, send func([]byte) error) b
 		_ = send(authErrorReply(c.xid, authTooWeak))
 		return true
 	}
+	// The hot calls first, without allocating a request.
+	switch {
+	case c.proc == procGetattr && !s.cfg.GoNFSLookup:
+		return s.fastAttr(rec, send, cr, x, id)
+	case c.proc == procAccess:
+		return s.fastAttr(rec, send, cr, x, id)
+	case c.proc == procLookup && !s.cfg.GoNFSLookup:
+		return s.fastLookup(rec, send, cr, x, id)
+	case c.proc == procRead && !s.cfg.GoNFSRead:
+		return s.fastRead(rec, send, cr, x, id)
+	}
 	k := &nfsReq{nfsCall: c, s: s, x: x, id: id, cred: cr, send: send}
 	switch c.proc {
-	case procGetattr:
-		return !s.cfg.GoNFSLookup && s.fastAttr(rec, send, cr)
-	case procAccess:
-		return s.fastAttr(rec, send, cr)
 	case procLookup:
-		if s.cfg.GoNFSLookup {
-			return k.precheck(mayExec, true)
-		}
-		return s.fastLookup(rec, send, cr)
+		return k.precheck(mayExec, true)
 	case procRead:
-		if s.cfg.GoNFSRead {
-			return k.precheck(mayRead, false)
-		}
-		return s.fastRead(rec, send, cr)
+		return k.precheck(mayRead, false)
 	case procReaddir, procReaddirplus:
 		return k.readdir()
 	case procSetattr:

@@ -37,12 +37,9 @@ func parseAttrCall(rec []byte) (xid, proc uint32, fh []byte, mask uint32, ok boo
 }
 
 // fastAttr answers a GETATTR or ACCESS record; false means go-nfs must.
-func (s *Server) fastAttr(rec []byte, send func([]byte) error, cr cred) bool {
-	xid, proc, fh, mask, ok := parseAttrCall(rec)
-	if !ok {
-		return false
-	}
-	x, id, ok := s.fastExport(fh)
+// x and id are the export and identity serveCall found for the handle.
+func (s *Server) fastAttr(rec []byte, send func([]byte) error, cr cred, x *export, id fileID) bool {
+	xid, proc, _, mask, ok := parseAttrCall(rec)
 	if !ok {
 		return false
 	}

@@ -99,13 +99,10 @@ func badName(n string) bool {
 }
 
 // fastLookup answers a LOOKUP record; false means go-nfs must answer it.
-func (s *Server) fastLookup(rec []byte, send func([]byte) error, cr cred) bool {
+// x and id are the export and identity serveCall found for the handle.
+func (s *Server) fastLookup(rec []byte, send func([]byte) error, cr cred, x *export, id fileID) bool {
 	req, ok := parseLookup(rec)
 	if !ok || badName(req.name) {
-		return false
-	}
-	x, id, ok := s.fastExport(req.fh)
-	if !ok {
 		return false
 	}
 	// One request, one reqFS: the directory resolved to check the handle

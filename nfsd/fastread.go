@@ -94,12 +94,9 @@ func parseRead(rec []byte) (parsedRead, bool) {
 }
 
 // fastRead answers a READ record; false means go-nfs must answer it.
-func (s *Server) fastRead(rec []byte, send func([]byte) error, cr cred) bool {
+// x and id are the export and identity serveCall found for the handle.
+func (s *Server) fastRead(rec []byte, send func([]byte) error, cr cred, x *export, id fileID) bool {
 	req, ok := parseRead(rec)
-	if !ok {
-		return false
-	}
-	x, id, ok := s.fastExport(req.fh)
 	if !ok {
 		return false
 	}
