@@ -128,6 +128,20 @@ func diffScript() []diffStep {
 		{diffRoot, diffOp{Op: "chmod", A: "home/u/s2", Mode: 0o4755}},
 		{diffRoot, diffOp{Op: "append", A: "home/u/s2"}},
 		{diffU1001, diffOp{Op: "create", A: "priv/no", Mode: 0o644}},
+		// Which error comes first, as the VFS orders its checks.
+		{diffU1000, diffOp{Op: "unlink", A: "pub/nothing"}},
+		{diffU1000, diffOp{Op: "rmdir", A: "pub/readme"}},
+		{diffU1000, diffOp{Op: "excl", A: "pub/readme", Mode: 0o644}},
+		{diffU1000, diffOp{Op: "mkdir", A: "pub/secret", Mode: 0o755}},
+		{diffU1001, diffOp{Op: "rename", A: "pub/nothing", B: "tmp/x"}},
+		{diffU1001, diffOp{Op: "rename", A: "tmp/b", B: "pub/x"}},
+		{diffU1000, diffOp{Op: "link", A: "home/u/f", B: "pub/readme"}},
+		{diffU1000, diffOp{Op: "link", A: "pub/readme", B: "pub/again"}},
+		{diffU1001, diffOp{Op: "unlink", A: "priv/inner"}},
+		{diffU1000, diffOp{Op: "rename", A: "home/u/l", B: "home/u/p"}},
+		{diffU1000, diffOp{Op: "mkdir", A: "home/u/e", Mode: 0o755}},
+		{diffU1000, diffOp{Op: "rename", A: "home/u/e", B: "home/u"}},
+		{diffRoot, diffOp{Op: "rename", A: "home/u/e", B: "home/u/e/sub"}},
 	}
 	return s
 }

@@ -407,7 +407,9 @@ func (k *nfsReq) create() bool {
 	if !x.writable.Load() {
 		return fail(nfs3ErrROFS)
 	}
-	if !mayChangeEntries(k.cred, &d.e.st) {
+	// The VFS's order: the lookup needs search permission, an existing
+	// name is EEXIST before write permission is asked.
+	if !permits(k.cred, &d.e.st, mayExec) {
 		return fail(nfs3ErrAcces)
 	}
 	p := joinPath(d.path, name)
@@ -434,6 +436,9 @@ func (k *nfsReq) create() bool {
 		return fail(nfs3ErrExist)
 	case !notExist(err):
 		return fail(statusOf(err))
+	}
+	if !mayChangeEntries(k.cred, &d.e.st) {
+		return fail(nfs3ErrAcces)
 	}
 	if (o.typ == unix.S_IFCHR || o.typ == unix.S_IFBLK) && !k.cred.root() {
 		return fail(nfs3ErrPerm) // mknod of a device needs CAP_MKNOD
@@ -534,7 +539,9 @@ func (k *nfsReq) remove() bool {
 	if !x.writable.Load() {
 		return done(nfs3ErrROFS)
 	}
-	if !mayChangeEntries(k.cred, &d.e.st) {
+	// The VFS's order (lookup, may_delete): ENOENT, EACCES, EPERM
+	// (sticky), then the type.
+	if !permits(k.cred, &d.e.st, mayExec) {
 		return done(nfs3ErrAcces)
 	}
 	p := joinPath(d.path, name)
@@ -542,12 +549,14 @@ func (k *nfsReq) remove() bool {
 	switch {
 	case err != nil:
 		return done(statusOf(err))
+	case !mayChangeEntries(k.cred, &d.e.st):
+		return done(nfs3ErrAcces)
+	case stickyForbids(k.cred, &d.e.st, &e.st):
+		return done(nfs3ErrPerm)
 	case k.proc == procRemove && e.isDir():
 		return done(nfs3ErrIsDir)
 	case k.proc == procRmdir && !e.isDir():
 		return done(nfs3ErrNotDir)
-	case stickyForbids(k.cred, &d.e.st, &e.st):
-		return done(nfs3ErrPerm)
 	}
 	return done(statusOf(x.remove(t, p)))
 }
@@ -593,7 +602,7 @@ func (k *nfsReq) rename() bool {
 	if !x.writable.Load() {
 		return done(nfs3ErrROFS)
 	}
-	if !mayChangeEntries(k.cred, &fd.e.st) || !mayChangeEntries(k.cred, &td.e.st) {
+	if !permits(k.cred, &fd.e.st, mayExec) || !permits(k.cred, &td.e.st, mayExec) {
 		return done(nfs3ErrAcces)
 	}
 	op, np := joinPath(fd.path, from), joinPath(td.path, to)
@@ -601,14 +610,32 @@ func (k *nfsReq) rename() bool {
 	if err != nil {
 		return done(statusOf(err))
 	}
-	if stickyForbids(k.cred, &fd.e.st, &src.st) {
+	// The VFS's order (renameat2): ancestry traps, may_delete of the
+	// source (permission, sticky), may_delete or may_create at the target
+	// (permission, sticky, type), then write permission on a directory
+	// that changes parent.
+	switch {
+	case strings.HasPrefix(np, op+"/"):
+		return done(nfs3ErrInval)
+	case strings.HasPrefix(op, np+"/"):
+		return done(nfs3ErrNotEmpty)
+	case !mayChangeEntries(k.cred, &fd.e.st):
+		return done(nfs3ErrAcces)
+	case stickyForbids(k.cred, &fd.e.st, &src.st):
 		return done(nfs3ErrPerm)
+	case !mayChangeEntries(k.cred, &td.e.st):
+		return done(nfs3ErrAcces)
 	}
-	if dst, err := x.lookup(t, np); err == nil && stickyForbids(k.cred, &td.e.st, &dst.st) {
-		return done(nfs3ErrPerm)
+	if dst, err := x.lookup(t, np); err == nil {
+		switch {
+		case stickyForbids(k.cred, &td.e.st, &dst.st):
+			return done(nfs3ErrPerm)
+		case src.isDir() && !dst.isDir():
+			return done(nfs3ErrNotDir)
+		case !src.isDir() && dst.isDir():
+			return done(nfs3ErrIsDir)
+		}
 	}
-	// A directory moving to another parent rewrites its "..": the VFS
-	// wants write permission on it.
 	if src.isDir() && fd.path != td.path && !permits(k.cred, &src.st, mayWrite) {
 		return done(nfs3ErrAcces)
 	}
@@ -649,17 +676,27 @@ func (k *nfsReq) link() bool {
 		return done(status)
 	}
 	c, st := k.cred, &fe.st
+	np := joinPath(d.path, name)
+	_, lerr := x.lookup(t, np)
+	// The VFS's order (linkat): the new name's lookup (EEXIST), the
+	// protected_hardlinks rule, then may_create and the type.
 	switch {
 	case !x.writable.Load():
 		return done(nfs3ErrROFS)
-	case fe.isDir():
-		return done(nfs3ErrPerm)
-	case !mayChangeEntries(c, &d.e.st):
+	case !permits(c, &d.e.st, mayExec):
 		return done(nfs3ErrAcces)
+	case lerr == nil:
+		return done(nfs3ErrExist)
+	case !notExist(lerr):
+		return done(statusOf(lerr))
 	case !c.root() && c.uid != st.Uid && !mayHardlink(c, st):
 		return done(nfs3ErrPerm) // fs.protected_hardlinks
+	case !mayChangeEntries(c, &d.e.st):
+		return done(nfs3ErrAcces)
+	case fe.isDir():
+		return done(nfs3ErrPerm)
 	}
-	return done(statusOf(x.link(t, fp, joinPath(d.path, name))))
+	return done(statusOf(x.link(t, fp, np)))
 }
 
 // mayHardlink: the kernel's protected_hardlinks rule for a caller who does
