@@ -158,6 +158,18 @@ k2"`},
 		vm.Check{Name: "touch-atime-apart", Script: `touch /tmp/at && touch -m -d "2001-01-01 00:00:00" /tmp/at && touch -a -d "2002-02-02 00:00:00" /tmp/at && test "$(stat -c %X /tmp/at)" != "$(stat -c %Y /tmp/at)"`},
 		vm.Check{Name: "ctime-moves-on-chmod", Script: `touch -d "2001-01-01 00:00:00" /tmp/ct && c1=$(stat -c %Z /tmp/ct) && sleep 1 && chmod 600 /tmp/ct && test $(stat -c %Z /tmp/ct) -gt $c1`},
 		vm.Check{Name: "rmdir-not-empty", Script: `mkdir -p /tmp/ne/x && ! rmdir /tmp/ne 2>/tmp/ne.err && grep -qi "not empty" /tmp/ne.err`},
+		// The same on a volume (root_squash, the default): root acts as
+		// nobody (65534), uid 1000 as itself.
+		vm.Check{Name: "volume-mount", Script: `mkdir -p /mnt/v && nfs_mount /volumes/shared /mnt/v "$PXE_NFS_OPTS,nosharecache" && test -d /mnt/v/pub`},
+		vm.Check{Name: "volume-root-squashed", Script: `! touch /mnt/v/byroot 2>/dev/null && touch /mnt/v/pub/byroot && test "$(stat -c %u:%g /mnt/v/pub/byroot)" = 65534:65534`},
+		vm.Check{Name: "volume-user-owns-what-it-creates", Script: `su -s /bin/sh u1000 -c "touch /mnt/v/pub/uf && mkdir /mnt/v/pub/ud" && test "$(stat -c %u:%g /mnt/v/pub/uf)" = 1000:1000 && test "$(stat -c %u:%g /mnt/v/pub/ud)" = 1000:1000`},
+		vm.Check{Name: "volume-user-cannot-append-others", Script: `! su -s /bin/sh u1000 -c "echo x >> /mnt/v/pub/byroot" && test ! -s /mnt/v/pub/byroot`},
+		vm.Check{Name: "volume-user-cannot-delete-others", Script: `test -k /mnt/v/pub && ! su -s /bin/sh u1000 -c "rm -f /mnt/v/pub/byroot" && test -e /mnt/v/pub/byroot`},
+		vm.Check{Name: "volume-mkfifo-mknod", Script: `su -s /bin/sh u1000 -c "mkfifo /mnt/v/pub/ud/ff" && test -p /mnt/v/pub/ud/ff && ! mknod /mnt/v/pub/bdev b 7 9 2>/dev/null`},
+		vm.Check{Name: "volume-hardlink", Script: `su -s /bin/sh u1000 -c "ln /mnt/v/pub/uf /mnt/v/pub/ud/uf2" && test "$(stat -c %h /mnt/v/pub/uf)" = 2`},
+		vm.Check{Name: "volume-chmod-special-bits", Script: `su -s /bin/sh u1000 -c "chmod 1777 /mnt/v/pub/ud && chmod u+s /mnt/v/pub/uf" && test "$(stat -c %a /mnt/v/pub/ud)" = 1777 && test "$(stat -c %a /mnt/v/pub/uf)" = 4644`},
+		vm.Check{Name: "volume-fresh-dirs-first-op", Script: `i=0; while [ $i -lt 40 ]; do su -s /bin/sh u1000 -c "mkdir /mnt/v/pub/fresh && cd /mnt/v/pub/fresh && touch f && ln f g && mkfifo p && cd / && rm -r /mnt/v/pub/fresh" || exit 1; i=$((i+1)); done`},
+		vm.Check{Name: "volume-umount", Script: `umount /mnt/v`},
 		vm.Check{Name: "delete-image-file", Script: `rm /etc/image-motd && ! test -e /etc/image-motd && ! ls /etc | grep -qx image-motd`},
 		vm.Check{Name: "whiteout-after-remount", Script: `mkdir -p /mnt/again && nfs_mount /nodes/node1 /mnt/again "$PXE_NFS_OPTS,nosharecache" && ! test -e /mnt/again/etc/image-motd && test -e /mnt/again/etc/image-conf && test "$(cat /mnt/again/etc/node.d/id)" = n1 && umount /mnt/again`},
 		vm.Check{Name: "other-node-refused", Script: `mkdir -p /mnt/other && ! nfs_mount /nodes/node2 /mnt/other "$PXE_NFS_OPTS,nosharecache"`},
@@ -180,7 +192,15 @@ chk restart-exec '/bin/busybox true'
 chk restart-read-moved 'test "$(cat /etc/image-name.old)" = img1 && test "$(cat /opt/app2/b)" = b'
 chk restart-write 'echo after > /tmp/after && test "$(cat /tmp/after)" = after'`
 	r1 := roleLayer(t, vm.RootfsSpec{Checks: node1Checks, Script: restartScript}, map[string]string{"etc/role": "node1-gen1\n"})
-	c.add(nfsd.Node{Name: node1.name, ImageRoot: img, RoleLayer: r1}, node1.addr.Addr())
+	c.add(nfsd.Node{Name: node1.name, ImageRoot: img, RoleLayer: r1, Volumes: []string{"shared"}}, node1.addr.Addr())
+	shared := filepath.Join(t.TempDir(), "shared")
+	if err := os.MkdirAll(filepath.Join(shared, "pub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(shared, "pub"), 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	c.volumes["shared"] = nfsd.Volume{Name: "shared", Path: shared}
 
 	node2Checks := []vm.Check{
 		{Name: "root-export", Script: `grep -q "/nodes/node2 / nfs " /proc/mounts`},
