@@ -37,6 +37,12 @@ type Volume struct {
 	Name     string
 	Path     string
 	ReadOnly bool
+	// Squash maps the clients' users: SquashRoot ("" too), SquashNone or
+	// SquashAll, as knfsd's root_squash, no_root_squash and all_squash.
+	Squash string
+	// AnonUID and AnonGID are the anonymous identity squashed users act
+	// as (nil: Config's, default 65534).
+	AnonUID, AnonGID *uint32
 }
 
 // Volumes looks volumes up by name.
@@ -84,6 +90,13 @@ type Config struct {
 	// instead of answering those with valid handles directly
 	// (fastlookup.go, fastattr.go); for comparison.
 	GoNFSLookup bool
+	// AnonUID and AnonGID are who calls without credentials (AUTH_NONE)
+	// act as, and squashed users of volumes without their own. 0 means the
+	// default, 65534 (nobody, nogroup).
+	AnonUID, AnonGID uint32
+	// RefuseAuthNone refuses calls without credentials (AUTH_NONE) instead
+	// of mapping them to the anonymous user.
+	RefuseAuthNone bool
 
 	// MaxConns and MaxConnsPerClient bound the open client connections in
 	// total and per client address (defaults 1024 and 64, see
@@ -143,4 +156,18 @@ func (c *Config) metadataFlush() time.Duration {
 		return time.Second
 	}
 	return c.MetadataFlush
+}
+
+func (c *Config) anonUID() uint32 {
+	if c.AnonUID == 0 {
+		return DefaultAnonID
+	}
+	return c.AnonUID
+}
+
+func (c *Config) anonGID() uint32 {
+	if c.AnonGID == 0 {
+		return DefaultAnonID
+	}
+	return c.AnonGID
 }

@@ -30,9 +30,9 @@ type fanoutListener struct {
 	net.Listener
 	workers int
 	guard   *connGuard // nil: no budget, no proving (tests)
-	// fast, if set, may answer a READ, LOOKUP, GETATTR or ACCESS itself
-	// (fastread.go, fastlookup.go, fastattr.go).
-	fast func(rec []byte, send func([]byte) error) bool
+	// fast, if set, sees every NFS call first (with the client's address)
+	// and may answer it itself (calls.go); false hands it to go-nfs.
+	fast func(from net.Addr, rec []byte, send func([]byte) error) bool
 
 	mu    sync.Mutex
 	ready []net.Conn
@@ -51,7 +51,7 @@ func (l *fanoutListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.workers <= 1 {
+	if l.workers <= 1 && l.fast == nil {
 		// go-nfs alone, one request at a time (for comparison), behind
 		// the record layer's bounds.
 		return newFanout(c, 1, nil, l.guard).vconns[0], nil
@@ -73,11 +73,12 @@ type fanout struct {
 	vconns []*vconn
 	done   chan struct{}
 	once   sync.Once
-	fast   func([]byte, func([]byte) error) bool
+	fast   func(net.Addr, []byte, func([]byte) error) bool
 	reads  chan struct{} // bounds calls answered at once by fast
 }
 
-func newFanout(c net.Conn, n int, fast func([]byte, func([]byte) error) bool, g *connGuard) *fanout {
+func newFanout(c net.Conn, n int, fast func(net.Addr, []byte, func([]byte) error) bool, g *connGuard) *fanout {
+	n = max(n, 1)
 	m := &fanout{real: c, done: make(chan struct{}), fast: fast, reads: make(chan struct{}, n), guard: g}
 	m.rr = &recordReader{br: bufio.NewReaderSize(c, 64<<10), budget: g.budget(), conn: c, timeout: g.recordTimeout()}
 	for i := 0; i < n; i++ {
@@ -107,7 +108,7 @@ func (m *fanout) readLoop() {
 			return
 		}
 		m.guard.recordSeen(m.real, rec.b)
-		if m.fast != nil && isFastProc(rec.b) {
+		if m.fast != nil && isNFSCall(rec.b) {
 			select {
 			case m.reads <- struct{}{}:
 			case <-m.done:
@@ -140,7 +141,7 @@ func (m *fanout) answerFast(rec rpcRecord) (answered bool) {
 			answered = true
 		}
 	}()
-	return m.fast(rec.b, m.send)
+	return m.fast(m.real.RemoteAddr(), rec.b, m.send)
 }
 
 // dispatch hands a record to the least busy go-nfs worker.
@@ -167,14 +168,12 @@ func (m *fanout) send(rec []byte) error {
 	return err
 }
 
-// isFastProc: the calls fast may answer.
-func isFastProc(rec []byte) bool {
-	for _, p := range []uint32{procRead, procLookup, procGetattr, procAccess} {
-		if isNFSProc(rec, p) {
-			return true
-		}
-	}
-	return false
+// isNFSCall: the calls fast sees (NFSv3, any procedure).
+func isNFSCall(rec []byte) bool {
+	return len(rec) >= 28 &&
+		binary.BigEndian.Uint32(rec[8:]) == 0 && // CALL
+		binary.BigEndian.Uint32(rec[16:]) == nfsProgram &&
+		binary.BigEndian.Uint32(rec[20:]) == 3
 }
 
 func isNFSProc(rec []byte, proc uint32) bool {

@@ -285,5 +285,5 @@ func (d *nodeDirectory) Volume(name string) (nfsd.Volume, bool) {
 	if path == "" {
 		path = filepath.Join(cl.Controller.StateDir, "volumes", name)
 	}
-	return nfsd.Volume{Name: name, Path: path, ReadOnly: v.ReadOnly}, true
+	return nfsd.Volume{Name: name, Path: path, ReadOnly: v.ReadOnly, Squash: v.Squash, AnonUID: v.AnonUID, AnonGID: v.AnonGID}, true
 }
