@@ -56,6 +56,8 @@ type committer struct {
 	applyMax   int
 	nPending   int
 	log        *slog.Logger
+	// maxDiscovered (nil or <= 0: no cap) bounds the discovered records.
+	maxDiscovered func() int
 }
 
 func newCommitter(db *bbolt.DB, m *metrics, now func() time.Time) *committer {
@@ -209,6 +211,7 @@ func (c *committer) commitBatch(batch []commitOp, fresh []bool) error {
 		c.store.mu.Lock()
 		defer c.store.mu.Unlock()
 	}
+	added, trimmed := false, 0
 	err := c.db.Update(func(tx *bbolt.Tx) error {
 		if err := putRecords(tx, c.pending); err != nil {
 			return err
@@ -226,10 +229,21 @@ func (c *committer) commitBatch(batch []commitOp, fresh []bool) error {
 					return err
 				}
 				fresh[i] = isNew
+				added = added || isNew
 			}
+		}
+		if added && c.maxDiscovered != nil {
+			n, err := trimDiscovered(disc, c.maxDiscovered())
+			if err != nil {
+				return err
+			}
+			trimmed = n
 		}
 		return nil
 	})
+	if err == nil && trimmed > 0 {
+		c.metrics.discoveredDropped.WithLabelValues(dropCap).Add(float64(trimmed))
+	}
 	if err == nil && lock {
 		c.resetJournal()
 	}

@@ -121,6 +121,11 @@ type Config struct {
 
 	// Discovery is the policy for unknown booting clients (default record).
 	Discovery DiscoveryPolicy
+	// MaxDiscovered caps the discovered-client records (default 1024);
+	// past it the least recently seen go. DiscoveredExpiry (default 7
+	// days) removes clients not seen for that long.
+	MaxDiscovered    int
+	DiscoveredExpiry time.Duration
 	// IgnoreOthers (full mode) gives no address to clients that are neither
 	// nodes nor booting firmware (laptops, phones). Default: serve them.
 	IgnoreOthers bool
@@ -251,6 +256,10 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.LeaseTime, time.Hour)
 	def(&c.OfferHold, 30*time.Second)
 	def(&c.DeclineHold, time.Hour)
+	def(&c.DiscoveredExpiry, DefaultDiscoveredExpiry)
+	if c.MaxDiscovered <= 0 {
+		c.MaxDiscovered = DefaultMaxDiscovered
+	}
 	def(&c.ProbeTimeout, 3*time.Second)
 	switch {
 	case c.LeaseReuse == 0:

@@ -99,7 +99,10 @@ func (s *Server) decide(r *request) (*reply, string) {
 		return nil, outNotForUs
 	}
 	r.client = classify(pkt.chaddr, pkt)
-	if !s.limiter.allow(r.mac, r.now) {
+	// DECLINE and RELEASE get no reply and cost little; anyone can send
+	// them with a node's MAC, and counting them would let a stranger use
+	// up the node's allowance and keep it from booting.
+	if typ != dhcpv4.MessageTypeDecline && typ != dhcpv4.MessageTypeRelease && !s.limiter.allow(r.mac, r.now) {
 		return nil, outRateLimited
 	}
 	r.relayed = pkt.gateway().IsValid() && in != nil
@@ -300,6 +303,9 @@ func (s *Server) decline(r *request, serverIP netip.Addr) (*reply, string) {
 	ip := r.pkt.requested()
 	if !ip.IsValid() {
 		return nil, outSilent
+	}
+	if s.declineOfReserved(r, ip) {
+		return nil, outDeclineIgnored
 	}
 	l, ok := s.leases.decline(ip, r.mac, r.now, r.now.Add(r.cfg.DeclineHold))
 	if !ok {

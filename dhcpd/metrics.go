@@ -42,6 +42,9 @@ type metrics struct {
 	// droppedRecords: discovered/release/decline records not written
 	// because the commit queue was full or the MAC table was.
 	droppedRecords prometheus.Counter
+	// discoveredDropped: discovered-client records removed (cap, expired).
+	discoveredDropped *prometheus.CounterVec
+	panics            *prometheus.CounterVec // where: packet, send
 
 	// The request counters and latency histograms each packet touches,
 	// looked up once: WithLabelValues hashes and compares every label
@@ -105,11 +108,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pictl_dhcpd_dropped_records_total",
 			Help: "Discovered-client, release and decline records not written because the commit queue or the client table was full.",
 		}),
+		discoveredDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pictl_dhcpd_discovered_dropped_total",
+			Help: "Discovered-client records removed: over the cap (least recently seen first) or expired.",
+		}, []string{"reason"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pictl_dhcpd_panics_total",
+			Help: "Packets (or reply batches) whose handling panicked; dropped, the server kept serving.",
+		}, []string{"where"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.malformed, m.latency, m.commitSeconds, m.applySeconds, m.commitBatch, m.commitErrors, m.rogue, m.sendErrors, m.droppedRecords} {
+	for _, c := range []prometheus.Collector{m.requests, m.malformed, m.latency, m.commitSeconds, m.applySeconds, m.commitBatch, m.commitErrors, m.rogue, m.sendErrors, m.droppedRecords, m.discoveredDropped, m.panics} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

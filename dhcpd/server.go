@@ -42,6 +42,7 @@ type Server struct {
 
 	seenMu sync.Mutex
 	seen   map[hwKey]time.Time // last discovered-record write per MAC
+	fresh  newRecords          // rate of records of new clients
 
 	serving atomic.Bool
 	stopped chan struct{}
@@ -80,6 +81,7 @@ func New(cfg Config, nodes Nodes, db *bbolt.DB, log *slog.Logger, reg prometheus
 		stopped: make(chan struct{}),
 	}
 	s.committer = newCommitter(db, m, st.Now)
+	s.committer.maxDiscovered = func() int { return s.cfg.Load().MaxDiscovered }
 	s.committer.linger = st.CommitLinger
 	s.committer.store, s.committer.log = store, log
 	if !st.DirectCommit {
@@ -253,11 +255,11 @@ func (s *Server) readLoop(ctx context.Context, c *dhcpConn, port int) {
 				in.src = u.AddrPort()
 				in.src = netip.AddrPortFrom(in.src.Addr().Unmap(), in.src.Port())
 			}
-			if rep := s.process(ctx, c, &in); rep != nil {
+			if rep := s.processSafe(ctx, c, &in); rep != nil {
 				out = append(out, rep)
 			}
 		}
-		s.sendBatch(c, out)
+		s.send(c, out)
 		// Under load, let requests gather for the next read (see
 		// Config.ReadCoalesce); a full batch means more are waiting.
 		if co := s.cfg.Load().ReadCoalesce; busy && co > 0 && n < readBatch {
@@ -327,7 +329,7 @@ func (s *Server) afterCommit(ctx context.Context, ops []commitOp, err error) {
 				rest = append(rest, r)
 			}
 		}
-		s.sendBatch(c, same)
+		s.send(c, same)
 		now = rest
 	}
 }
@@ -335,7 +337,7 @@ func (s *Server) afterCommit(ctx context.Context, ops []commitOp, err error) {
 func (s *Server) sendLater(ctx context.Context, rep *reply) {
 	time.AfterFunc(rep.delay, func() {
 		if ctx.Err() == nil {
-			s.sendBatch(rep.conn, []*reply{rep})
+			s.send(rep.conn, []*reply{rep})
 		}
 	})
 }
@@ -429,6 +431,7 @@ func (s *Server) housekeeping(ctx context.Context) {
 		s.leases.sweep(now)
 		if n++; n%60 == 0 {
 			s.limiter.sweep(now)
+			s.expireDiscovered(now)
 			s.seenMu.Lock()
 			for k, t := range s.seen {
 				if now.Sub(t) > 10*time.Minute {
@@ -449,6 +452,12 @@ func (s *Server) recordDiscovered(r *request) {
 	s.seenMu.Lock()
 	if last, ok := s.seen[r.mac]; ok && r.now.Sub(last) < time.Minute {
 		s.seenMu.Unlock()
+		return
+	}
+	if _, known := s.seen[r.mac]; !known && !s.fresh.allow(r.now) {
+		// Over the rate of new clients (forged MACs, most likely).
+		s.seenMu.Unlock()
+		s.metrics.droppedRecords.Inc()
 		return
 	}
 	if len(s.seen) >= maxSeen {

@@ -13,9 +13,10 @@ import (
 
 var _ nfs.UnixChange = (*export)(nil)
 
-// Chmod sets the permission bits. go-nfs masks the client's mode to 0777
-// before calling (see GO_NFS_DEFECTS.md), so the setuid, setgid and sticky
-// bits the object has are kept: `chmod g+w` on a setgid directory or
+// Chmod sets the permission bits through the billy interface (clients'
+// SETATTR is answered by nfsd itself, proc_change.go, with the full mode).
+// go-nfs masks modes to 0777, so the setuid, setgid and sticky bits the
+// object has are kept: `chmod g+w` on a setgid directory or
 // `chmod 1777 /tmp` must not silently strip them. Go's own ModeSetuid etc.,
 // if a caller passes them, do set the bits.
 func (x *export) Chmod(name string, mode os.FileMode) error {
@@ -111,9 +112,9 @@ func (x *export) mknod(name string, typ, mode uint32, rdev uint64) error {
 	return err
 }
 
-// Link makes link a new name of path. go-nfs v0.0.4 never gets here with
-// real arguments: its LINK handler decodes them in the wrong order and
-// fails with NFS3ERR_INVAL first (GO_NFS_DEFECTS.md, TestLinkDefect).
+// Link makes link a new name of path. Clients' LINK calls are answered by
+// nfsd (proc_change.go): go-nfs v0.0.4's LINK decodes its arguments in the
+// wrong order.
 func (x *export) Link(path, link string) error {
 	op, err := cleanPath(path)
 	if err != nil {

@@ -37,6 +37,12 @@ type Volume struct {
 	Name     string
 	Path     string
 	ReadOnly bool
+	// Squash maps the clients' users: SquashRoot ("" too), SquashNone or
+	// SquashAll, as knfsd's root_squash, no_root_squash and all_squash.
+	Squash string
+	// AnonUID and AnonGID are the anonymous identity squashed users act
+	// as (nil: Config's, default 65534).
+	AnonUID, AnonGID *uint32
 }
 
 // Volumes looks volumes up by name.
@@ -84,6 +90,30 @@ type Config struct {
 	// instead of answering those with valid handles directly
 	// (fastlookup.go, fastattr.go); for comparison.
 	GoNFSLookup bool
+	// AnonUID and AnonGID are who calls without credentials (AUTH_NONE)
+	// act as, and squashed users of volumes without their own. 0 means the
+	// default, 65534 (nobody, nogroup).
+	AnonUID, AnonGID uint32
+	// RefuseAuthNone refuses calls without credentials (AUTH_NONE) instead
+	// of mapping them to the anonymous user.
+	RefuseAuthNone bool
+
+	// MaxConns and MaxConnsPerClient bound the open client connections in
+	// total and per client address (defaults 1024 and 64, see
+	// internal/connlimit); past a bound the least useful connection is
+	// closed (never proven first, then the longest idle).
+	MaxConns          int
+	MaxConnsPerClient int
+	// UnprovenTimeout closes a connection that sent no well-formed NFS or
+	// MOUNT call this long after it was accepted. Default 10 s.
+	UnprovenTimeout time.Duration
+	// RecordMemory bounds the bytes of RPC records read and not yet
+	// handled, over all connections; a connection whose record does not
+	// fit is closed. Default 128 MiB.
+	RecordMemory int64
+	// RecordTimeout closes a connection whose record does not arrive
+	// whole within this time of its first byte. Default 30 s.
+	RecordTimeout time.Duration
 }
 
 const DefaultAddr = ":2049"
@@ -126,4 +156,18 @@ func (c *Config) metadataFlush() time.Duration {
 		return time.Second
 	}
 	return c.MetadataFlush
+}
+
+func (c *Config) anonUID() uint32 {
+	if c.AnonUID == 0 {
+		return DefaultAnonID
+	}
+	return c.AnonUID
+}
+
+func (c *Config) anonGID() uint32 {
+	if c.AnonGID == 0 {
+		return DefaultAnonID
+	}
+	return c.AnonGID
 }

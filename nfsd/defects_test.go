@@ -1,6 +1,7 @@
 package nfsd
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
@@ -35,111 +36,123 @@ func lookupOK(t *testing.T, v *nfsc.Target, p string) []byte {
 	return fh
 }
 
-// LINK3args is (file, link dir, link name); go-nfs decodes a diropargs3
-// first, i.e. takes the file handle as the directory and the directory
-// handle as the name. `ln` on a node fails.
-func TestDefectLinkArgumentOrder(t *testing.T) {
+// Fixed below go-nfs (calls.go, proc_change.go): each of these was a
+// TestDefect* asserting go-nfs's behaviour; they now assert nfsd's.
+
+// LINK3args is (file, link dir, link name); go-nfs decoded a diropargs3
+// first and failed with NFS3ERR_INVAL. nfsd links an image file by copying
+// it up once and linking in the own layer.
+func TestLinkCreatesHardLink(t *testing.T) {
 	v, c := defectEnv(t)
 	file := lookupOK(t, v, "/etc/hostname")
 	dir := lookupOK(t, v, "/tmp")
-	st, _ := call(t, c, &struct {
-		rpc.Header
-		File []byte
-		Dir  []byte
-		Name string
-	}{header(15, rootAuth), file, dir, "hostname.link"})
-	if st == nfsc.NFS3Ok {
-		t.Fatal("LINK works now: go-nfs fixed its argument order, update GO_NFS_DEFECTS.md and the kernel test's hardlink check")
+	for _, name := range []string{"hostname.link", "hostname.link2"} {
+		st, _ := call(t, c, &struct {
+			rpc.Header
+			File []byte
+			Dir  []byte
+			Name string
+		}{header(15, rootAuth), file, dir, name})
+		if st != nfsc.NFS3Ok {
+			t.Fatalf("LINK %s: status %d", name, st)
+		}
 	}
-	if _, _, err := v.Lookup("/tmp/hostname.link"); err == nil {
-		t.Fatal("link created")
-	}
-	t.Logf("LINK status %d (NFS3ERR_INVAL=22 expected)", st)
-}
-
-// MKNOD of a character device: go-nfs's NF3CHR case is empty, so it
-// answers NFS3_OK, creates nothing, and hands out a handle for nothing.
-func TestDefectMknodCharCreatesNothing(t *testing.T) {
-	v, c := defectEnv(t)
-	dir := lookupOK(t, v, "/tmp")
-	st, _ := call(t, c, &struct {
-		rpc.Header
-		Dir  []byte
-		Name string
-		Type uint32
-		Attr nfsc.Sattr3
-		Spec [2]uint32
-	}{header(11, rootAuth), dir, "null", 4 /* NF3CHR */, nfsc.Sattr3{Mode: nfsc.SetMode{SetIt: true, Mode: 0o666}}, [2]uint32{1, 3}})
-	if st != nfsc.NFS3Ok {
-		t.Fatalf("MKNOD CHR status %d: behaviour changed, update GO_NFS_DEFECTS.md", st)
-	}
-	if _, _, err := v.Lookup("/tmp/null"); err == nil {
-		t.Fatal("character device created: go-nfs fixed NF3CHR, update GO_NFS_DEFECTS.md")
-	}
-	// Block devices, FIFOs and sockets do work through nfsd's UnixChange.
-	st, _ = call(t, c, &struct {
-		rpc.Header
-		Dir  []byte
-		Name string
-		Type uint32
-		Attr nfsc.Sattr3
-		Spec [2]uint32
-	}{header(11, rootAuth), dir, "blk", 3 /* NF3BLK */, nfsc.Sattr3{Mode: nfsc.SetMode{SetIt: true, Mode: 0o600}}, [2]uint32{7, 2}})
-	fi, _, err := v.Lookup("/tmp/blk")
-	if st != nfsc.NFS3Ok || err != nil || fi.(*nfsc.Fattr).Type != 3 || fi.(*nfsc.Fattr).SpecData != [2]uint32{7, 2} {
-		t.Fatalf("block device: status %d err %v attr %+v", st, err, fi)
-	}
-}
-
-// SETATTR masks the mode with 0777: chmod u+s / g+s / +t cannot be set
-// (nfsd keeps the bits a file has, so chmod cannot clear them either).
-func TestDefectSetattrDropsSpecialBits(t *testing.T) {
-	v, c := defectEnv(t)
-	fh := lookupOK(t, v, "/usr/bin/busybox")
-	if _, err := v.SetAttr(fh, nfsc.Sattr3{Mode: nfsc.SetMode{SetIt: true, Mode: 0o4755}}); err != nil {
+	fi, fh, err := v.Lookup("/tmp/hostname.link")
+	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := getattr(t, c, fh)
-	if a.FileMode&0o7777 != 0o755 {
-		t.Fatalf("mode %o: go-nfs passes special bits now, update GO_NFS_DEFECTS.md and export.Chmod", a.FileMode&0o7777)
+	orig, _ := getattr(t, c, file)
+	if fi.(*nfsc.Fattr).Nlink != 3 || orig.Nlink != 3 || !bytes.Equal(fh, file) {
+		t.Fatalf("nlink %d/%d, same handle %v", fi.(*nfsc.Fattr).Nlink, orig.Nlink, bytes.Equal(fh, file))
+	}
+	if got := readTarget(t, v, "/tmp/hostname.link2"); got != "image\n" {
+		t.Fatalf("content %q", got)
+	}
+	// A directory cannot be linked; an existing name is EEXIST.
+	for _, tc := range []struct {
+		file []byte
+		name string
+		want uint32
+	}{{dir, "tmp.link", nfsc.NFS3ErrPerm}, {file, "hostname.link", nfsc.NFS3ErrExist}} {
+		st, _ := call(t, c, &struct {
+			rpc.Header
+			File []byte
+			Dir  []byte
+			Name string
+		}{header(15, rootAuth), tc.file, dir, tc.name})
+		if st != tc.want {
+			t.Errorf("LINK %s: %d, want %d", tc.name, st, tc.want)
+		}
 	}
 }
 
-// ACCESS answers whatever the client asked for, and READ ignores the
-// caller: a uid-1000 process on a node could read /etc/shadow if its
-// kernel asked the server (the Linux client checks mode bits itself first).
-func TestDefectAccessIgnoresCaller(t *testing.T) {
+// MKNOD of every type: go-nfs's NF3CHR case was empty (NFS3_OK, nothing
+// created, a handle for nothing).
+func TestMknodAllTypes(t *testing.T) {
 	v, c := defectEnv(t)
-	fh := lookupOK(t, v, "/etc/shadow") // 0640 root:42
-	user := rpc.NewAuthUnix("node", 1000, 1000).Auth()
-	st, res := call(t, c, &struct {
-		rpc.Header
-		FH     []byte
-		Access uint32
-	}{header(nfsc.NFSProc3Access, user), fh, 0x3f})
-	var attr nfsc.PostOpAttr
-	var granted uint32
-	if st == nfsc.NFS3Ok {
-		_ = xdr.Read(res, &attr)
-		granted, _ = xdr.ReadUint32(res)
-	}
-	if granted&1 == 0 {
-		t.Fatalf("ACCESS denied READ to uid 1000 (granted %x): go-nfs checks credentials now, update GO_NFS_DEFECTS.md", granted)
-	}
-	st, _ = call(t, c, &struct {
-		rpc.Header
-		FH     []byte
-		Offset uint64
-		Count  uint32
-	}{header(nfsc.NFSProc3Read, user), fh, 0, 100})
-	if st != nfsc.NFS3Ok {
-		t.Fatalf("READ as uid 1000: %d", st)
+	dir := lookupOK(t, v, "/tmp")
+	for _, tc := range []struct {
+		name string
+		typ  uint32
+		spec [2]uint32
+	}{{"null", 4, [2]uint32{1, 3}}, {"blk", 3, [2]uint32{7, 2}}, {"fifo", 7, [2]uint32{}}, {"sock", 6, [2]uint32{}}} {
+		args := &struct {
+			rpc.Header
+			Dir  []byte
+			Name string
+			Type uint32
+			Attr nfsc.Sattr3
+			Spec [2]uint32
+		}{header(11, rootAuth), dir, tc.name, tc.typ, nfsc.Sattr3{Mode: nfsc.SetMode{SetIt: true, Mode: 0o640}}, tc.spec}
+		var rec any = args
+		if tc.typ == 6 || tc.typ == 7 {
+			rec = &struct {
+				rpc.Header
+				Dir  []byte
+				Name string
+				Type uint32
+				Attr nfsc.Sattr3
+			}{args.Header, dir, tc.name, tc.typ, args.Attr}
+		}
+		st, res := call(t, c, rec)
+		if st != nfsc.NFS3Ok {
+			t.Fatalf("MKNOD %s: status %d", tc.name, st)
+		}
+		var fh struct {
+			Follows uint32
+			FH      []byte
+		}
+		if err := xdr.Read(res, &fh); err != nil || fh.Follows != 1 || len(fh.FH) != handleLen {
+			t.Fatalf("MKNOD %s: reply handle %+v %v", tc.name, fh, err)
+		}
+		fi, _, err := v.Lookup("/tmp/" + tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := fi.(*nfsc.Fattr)
+		if a.Type != tc.typ || a.SpecData != tc.spec || a.FileMode&0o7777 != 0o640 {
+			t.Fatalf("%s: %+v", tc.name, a)
+		}
 	}
 }
 
-// Files a user creates belong to root: go-nfs does not hand the RPC
-// credentials to the handler.
-func TestDefectCreatorNotOwner(t *testing.T) {
+// SETATTR sets the whole mode: go-nfs masked it with 0777.
+func TestSetattrSpecialBits(t *testing.T) {
+	v, c := defectEnv(t)
+	fh := lookupOK(t, v, "/usr/bin/busybox")
+	for _, mode := range []uint32{0o4755, 0o2755, 0o1777, 0o755} {
+		if _, err := v.SetAttr(fh, nfsc.Sattr3{Mode: nfsc.SetMode{SetIt: true, Mode: mode}}); err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := getattr(t, c, fh); a.FileMode&0o7777 != mode {
+			t.Fatalf("mode %o after chmod %o", a.FileMode&0o7777, mode)
+		}
+	}
+}
+
+// Files a user creates belong to the user (go-nfs never handed the
+// credentials to the handler: root owned everything).
+func TestCreatorOwns(t *testing.T) {
 	v, c := defectEnv(t)
 	dir := lookupOK(t, v, "/tmp")
 	user := rpc.NewAuthUnix("node", 1000, 1000).Auth()
@@ -157,40 +170,54 @@ func TestDefectCreatorNotOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.(*nfsc.Fattr).UID != 0 {
-		t.Fatalf("owner %d: go-nfs passes credentials now, update GO_NFS_DEFECTS.md", fi.(*nfsc.Fattr).UID)
+	if a := fi.(*nfsc.Fattr); a.UID != 1000 || a.GID != 1000 {
+		t.Fatalf("owner %d:%d", a.UID, a.GID)
 	}
 }
 
-// Every attribute reply carries mtime as atime and ctime, so ctime does not
-// move on chmod/chown (clients compare ctime to see attribute changes).
-func TestDefectTimesAreMtime(t *testing.T) {
+// Attributes carry real atime and ctime (go-nfs sent mtime for all
+// three): chmod moves ctime only.
+func TestTimesReal(t *testing.T) {
 	v, c := defectEnv(t)
-	fh := lookupOK(t, v, "/etc/hostname")
+	fh := lookupOK(t, v, "/etc/hostname") // mtime 2020
 	if _, err := v.SetAttr(fh, nfsc.Sattr3{Mode: nfsc.SetMode{SetIt: true, Mode: 0o600}}); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := getattr(t, c, fh)
-	if a.Ctime != a.Mtime || a.Atime != a.Mtime {
-		t.Fatalf("atime %v mtime %v ctime %v: go-nfs sends real times now, update GO_NFS_DEFECTS.md", a.Atime, a.Mtime, a.Ctime)
+	if a.Mtime.Seconds == a.Ctime.Seconds {
+		t.Fatalf("mtime %v ctime %v: ctime did not move", a.Mtime, a.Ctime)
 	}
 }
 
-// CREATE in EXCLUSIVE mode is NOTSUPP. The Linux client falls back to
-// GUARDED, so O_EXCL still works on one node, without the verifier that
-// makes retransmissions safe.
-func TestDefectExclusiveCreate(t *testing.T) {
+// CREATE EXCLUSIVE keeps the verifier in the times, as knfsd does: a
+// retransmission with the same verifier succeeds, another one is EEXIST.
+func TestExclusiveCreate(t *testing.T) {
 	v, c := defectEnv(t)
 	dir := lookupOK(t, v, "/tmp")
-	st, _ := call(t, c, &struct {
-		rpc.Header
-		Dir  []byte
-		Name string
-		How  uint32
-		Verf [8]byte
-	}{header(nfsc.NFSProc3Create, rootAuth), dir, "excl", 2, [8]byte{1, 2, 3}})
-	if st != nfsc.NFS3ErrNotSupp {
-		t.Fatalf("EXCLUSIVE create status %d: behaviour changed, update GO_NFS_DEFECTS.md", st)
+	create := func(verf [8]byte) (uint32, []byte) {
+		st, res := call(t, c, &struct {
+			rpc.Header
+			Dir  []byte
+			Name string
+			How  uint32
+			Verf [8]byte
+		}{header(nfsc.NFSProc3Create, rootAuth), dir, "excl", 2, verf})
+		var fh struct {
+			Follows uint32
+			FH      []byte
+		}
+		if st == nfsc.NFS3Ok {
+			if err := xdr.Read(res, &fh); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return st, fh.FH
+	}
+	st1, fh1 := create([8]byte{1, 2, 3})
+	st2, fh2 := create([8]byte{1, 2, 3})
+	st3, _ := create([8]byte{9})
+	if st1 != nfsc.NFS3Ok || st2 != nfsc.NFS3Ok || !bytes.Equal(fh1, fh2) || len(fh1) != handleLen || st3 != nfsc.NFS3ErrExist {
+		t.Fatalf("statuses %d %d %d, same handle %v", st1, st2, st3, bytes.Equal(fh1, fh2))
 	}
 }
 

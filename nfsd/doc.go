@@ -8,10 +8,21 @@
 //
 // NFS and MOUNT share one TCP port (Config.Addr, default 2049); there is no
 // portmapper and no NLM, so clients mount with
-// vers=3,proto=tcp,port=P,mountport=P,nolock. MOUNT is the only request on
-// which go-nfs shows the client's address: access is decided there
-// (MNT3ERR_ACCES plus a log line otherwise), and file handles carry a MAC so
-// a client can only use handles the server gave it.
+// vers=3,proto=tcp,port=P,mountport=P,nolock. MOUNT decides who may mount
+// what (MNT3ERR_ACCES plus a log line otherwise); every later call is
+// checked again against the client's address (a handle of another node's
+// export is NFS3ERR_STALE), and file handles carry a MAC so a client can
+// only use handles the server gave it.
+//
+// # Users
+//
+// Calls act as the caller: AUTH_UNIX uid, gid and groups (AUTH_NONE as the
+// anonymous user, Config.AnonUID/AnonGID, or refused with
+// Config.RefuseAuthNone). A node's root is its own file system: its root is
+// root. Volumes squash as knfsd's export options (Volume.Squash: root_squash
+// by default, none, all; AnonUID/AnonGID). Permissions are checked as the
+// Linux VFS checks them for knfsd (perm.go), new objects belong to the
+// caller, set-ID bits are cleared as the kernel clears them.
 //
 // # A node's root is composed, not copied
 //
@@ -44,10 +55,13 @@
 //
 // Below go-nfs, a fan-out listener serves each client connection with
 // several go-nfs workers (go-nfs alone answers one request at a time) and
-// answers valid READs of regular files itself, straight from the file into
-// the reply (go-nfs copies each READ four times), and LOOKUP, GETATTR and
-// ACCESS with valid handles (go-nfs resolves each path two or three times
-// per request; the calls it still answers get a per-request memo, reqFS).
+// shows every NFS call to nfsd first (calls.go). nfsd answers itself every
+// procedure go-nfs gets wrong — credentials, permissions, ownership, modes,
+// times, LINK, MKNOD, exclusive CREATE, directory cookies — and the hot
+// ones: READ straight from the file into the reply (go-nfs copies each
+// READ four times), LOOKUP, GETATTR and ACCESS from the resolution that
+// checked the handle. go-nfs keeps the server loop, MOUNT, READLINK,
+// FSSTAT, FSINFO, PATHCONF and COMMIT (with a per-request memo, reqFS).
 // Read-only files stay open for a few seconds so the kernel's readahead
 // sees sequential streams; image and role-layer files are shared by every
 // node on the image. File

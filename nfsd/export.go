@@ -28,8 +28,9 @@ type export struct {
 	name     string
 	number   uint32
 	kind     exportKind
-	label    string      // node or volume name, for logs
-	writable atomic.Bool // volumes may turn read-only at any request
+	label    string                 // node or volume name, for logs
+	writable atomic.Bool            // volumes may turn read-only at any request
+	vol      atomic.Pointer[Volume] // volumes: the settings in force (squash)
 	srv      *Server
 
 	// Node exports: <LayerDir>/<node>/{root,work}.

@@ -3,7 +3,6 @@ package nfsd
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -23,19 +22,21 @@ import (
 // already wait for a reply before sending anything that depends on it.
 //
 // Records split into several fragments (which go-nfs refuses) are joined
-// here; a record larger than maxRecord closes the connection.
+// here (record.go); a record larger than maxRecord, or one that does not
+// fit in what is left of the records' memory budget, closes the connection.
+// ConnWorkers 1 still goes through here, with one worker: this is where
+// records are bounded and connections proven (connguard.go).
 type fanoutListener struct {
 	net.Listener
 	workers int
-	// fast, if set, may answer a READ, LOOKUP, GETATTR or ACCESS itself
-	// (fastread.go, fastlookup.go, fastattr.go).
-	fast func(rec []byte, send func([]byte) error) bool
+	guard   *connGuard // nil: no budget, no proving (tests)
+	// fast, if set, sees every NFS call first (with the client's address)
+	// and may answer it itself (calls.go); false hands it to go-nfs.
+	fast func(from net.Addr, rec []byte, send func([]byte) error) bool
 
 	mu    sync.Mutex
 	ready []net.Conn
 }
-
-const maxRecord = 16 << 20 // 16 MiB: well above the 1 MiB READ/WRITE of Linux and libnfs
 
 func (l *fanoutListener) Accept() (net.Conn, error) {
 	l.mu.Lock()
@@ -50,10 +51,12 @@ func (l *fanoutListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.workers <= 1 {
-		return c, nil
+	if l.workers <= 1 && l.fast == nil {
+		// go-nfs alone, one request at a time (for comparison), behind
+		// the record layer's bounds.
+		return newFanout(c, 1, nil, l.guard).vconns[0], nil
 	}
-	m := newFanout(c, l.workers, l.fast)
+	m := newFanout(c, l.workers, l.fast, l.guard)
 	l.mu.Lock()
 	for _, v := range m.vconns[1:] {
 		l.ready = append(l.ready, v)
@@ -64,18 +67,22 @@ func (l *fanoutListener) Accept() (net.Conn, error) {
 
 type fanout struct {
 	real   net.Conn
+	rr     *recordReader
+	guard  *connGuard
 	wmu    sync.Mutex
 	vconns []*vconn
 	done   chan struct{}
 	once   sync.Once
-	fast   func([]byte, func([]byte) error) bool
+	fast   func(net.Addr, []byte, func([]byte) error) bool
 	reads  chan struct{} // bounds calls answered at once by fast
 }
 
-func newFanout(c net.Conn, n int, fast func([]byte, func([]byte) error) bool) *fanout {
-	m := &fanout{real: c, done: make(chan struct{}), fast: fast, reads: make(chan struct{}, n)}
+func newFanout(c net.Conn, n int, fast func(net.Addr, []byte, func([]byte) error) bool, g *connGuard) *fanout {
+	n = max(n, 1)
+	m := &fanout{real: c, done: make(chan struct{}), fast: fast, reads: make(chan struct{}, n), guard: g}
+	m.rr = &recordReader{br: bufio.NewReaderSize(c, 64<<10), budget: g.budget(), conn: c, timeout: g.recordTimeout()}
 	for i := 0; i < n; i++ {
-		m.vconns = append(m.vconns, &vconn{m: m, in: make(chan []byte, 1)})
+		m.vconns = append(m.vconns, &vconn{m: m, in: make(chan rpcRecord, 1)})
 	}
 	go m.readLoop()
 	return m
@@ -89,24 +96,32 @@ func (m *fanout) shutdown() {
 }
 
 func (m *fanout) readLoop() {
-	defer m.shutdown()
-	br := bufio.NewReaderSize(m.real, 64<<10)
+	defer func() {
+		m.shutdown()
+		// Whatever records are still queued die with the connection.
+		m.rr.releaseAll()
+	}()
 	for {
-		rec, err := readRPCRecord(br)
+		rec, err := m.rr.next()
 		if err != nil {
+			m.guard.readFailed(m.real, err)
 			return
 		}
-		if m.fast != nil && isFastProc(rec) {
+		m.guard.recordSeen(m.real, rec.b)
+		if m.fast != nil && isNFSCall(rec.b) {
 			select {
 			case m.reads <- struct{}{}:
 			case <-m.done:
+				m.rr.release(rec)
 				return
 			}
 			go func() {
 				defer func() { <-m.reads }()
-				if !m.fast(rec, m.send) {
-					m.dispatch(rec)
+				if m.answerFast(rec) {
+					m.rr.release(rec)
+					return
 				}
+				m.dispatch(rec)
 			}()
 			continue
 		}
@@ -116,14 +131,28 @@ func (m *fanout) readLoop() {
 	}
 }
 
+// answerFast runs fast on one record; a panic in it is contained to the
+// request (the connection is closed, the process lives on).
+func (m *fanout) answerFast(rec rpcRecord) (answered bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			m.guard.panicked("fast path", m.real, v)
+			m.shutdown()
+			answered = true
+		}
+	}()
+	return m.fast(m.real.RemoteAddr(), rec.b, m.send)
+}
+
 // dispatch hands a record to the least busy go-nfs worker.
-func (m *fanout) dispatch(rec []byte) bool {
+func (m *fanout) dispatch(rec rpcRecord) bool {
 	v := m.leastBusy()
 	v.pending.Add(1)
 	select {
 	case v.in <- rec:
 		return true
 	case <-m.done:
+		m.rr.release(rec)
 		return false
 	}
 }
@@ -139,14 +168,12 @@ func (m *fanout) send(rec []byte) error {
 	return err
 }
 
-// isFastProc: the calls fast may answer.
-func isFastProc(rec []byte) bool {
-	for _, p := range []uint32{procRead, procLookup, procGetattr, procAccess} {
-		if isNFSProc(rec, p) {
-			return true
-		}
-	}
-	return false
+// isNFSCall: the calls fast sees (NFSv3, any procedure).
+func isNFSCall(rec []byte) bool {
+	return len(rec) >= 28 &&
+		binary.BigEndian.Uint32(rec[8:]) == 0 && // CALL
+		binary.BigEndian.Uint32(rec[16:]) == nfsProgram &&
+		binary.BigEndian.Uint32(rec[20:]) == 3
 }
 
 func isNFSProc(rec []byte, proc uint32) bool {
@@ -167,38 +194,11 @@ func (m *fanout) leastBusy() *vconn {
 	return best
 }
 
-var errRecordTooLarge = errors.New("nfsd: RPC record too large")
-
-// readRPCRecord reads one record (all its fragments) and returns it framed
-// as a single last fragment, the only form go-nfs reads.
-func readRPCRecord(br *bufio.Reader) ([]byte, error) {
-	out := make([]byte, 4, 4+512)
-	for {
-		var hdr [4]byte
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return nil, err
-		}
-		h := binary.BigEndian.Uint32(hdr[:])
-		n := int(h & 0x7fffffff)
-		if len(out)-4+n > maxRecord {
-			return nil, errRecordTooLarge
-		}
-		start := len(out)
-		out = append(out, make([]byte, n)...)
-		if _, err := io.ReadFull(br, out[start:]); err != nil {
-			return nil, err
-		}
-		if h&0x80000000 != 0 {
-			binary.BigEndian.PutUint32(out, uint32(len(out)-4)|0x80000000)
-			return out, nil
-		}
-	}
-}
-
 // vconn is one virtual connection go-nfs serves.
 type vconn struct {
 	m       *fanout
-	in      chan []byte
+	in      chan rpcRecord
+	rec     rpcRecord // the record being read, released once read whole
 	cur     []byte
 	out     []byte
 	pending atomic.Int32 // requests handed to it and not answered yet
@@ -208,13 +208,17 @@ func (v *vconn) Read(p []byte) (int, error) {
 	for len(v.cur) == 0 {
 		select {
 		case rec := <-v.in:
-			v.cur = rec
+			v.rec, v.cur = rec, rec.b
 		case <-v.m.done:
 			return 0, io.EOF
 		}
 	}
 	n := copy(p, v.cur)
 	v.cur = v.cur[n:]
+	if len(v.cur) == 0 {
+		v.m.rr.release(v.rec)
+		v.rec, v.cur = rpcRecord{}, nil
+	}
 	return n, nil
 }
 

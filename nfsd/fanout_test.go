@@ -42,7 +42,7 @@ func fragment(payload []byte, last bool) []byte {
 
 func TestFanoutJoinsFragments(t *testing.T) {
 	client, server := tcpPair(t)
-	m := newFanout(server, 2, nil)
+	m := newFanout(server, 2, nil, nil)
 	msg := bytes.Repeat([]byte("abcd"), 100)
 	if _, err := client.Write(append(fragment(msg[:120], false), fragment(msg[120:], true)...)); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestFanoutJoinsFragments(t *testing.T) {
 // client whole.
 func TestFanoutRepliesDoNotInterleave(t *testing.T) {
 	client, server := tcpPair(t)
-	m := newFanout(server, 2, nil)
+	m := newFanout(server, 2, nil, nil)
 	var wg sync.WaitGroup
 	for i, v := range m.vconns {
 		wg.Add(1)
@@ -105,7 +105,7 @@ func TestFanoutRepliesDoNotInterleave(t *testing.T) {
 
 func TestFanoutRefusesHugeRecords(t *testing.T) {
 	client, server := tcpPair(t)
-	newFanout(server, 2, nil)
+	newFanout(server, 2, nil, nil)
 	if _, err := client.Write(binary.BigEndian.AppendUint32(nil, 0x80000000|(maxRecord+1))); err != nil {
 		t.Fatal(err)
 	}

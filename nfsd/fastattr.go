@@ -2,18 +2,15 @@ package nfsd
 
 import (
 	"encoding/binary"
-
-	billy "github.com/go-git/go-billy/v5"
-	nfs "github.com/willscott/go-nfs"
 )
 
 // GETATTR and ACCESS are answered below go-nfs for valid handles, as READ
 // and LOOKUP are: kernel clients send them for every revalidation, and
 // go-nfs resolves the object twice for each (FromHandle, then an lstat);
-// here the resolution that checks the handle gives the attributes. The
-// replies are go-nfs's byte for byte (TestFastAttrMatchesGoNFS), ACCESS
-// included with its defect (it grants the mask asked for, less the write
-// bits on a read-only export; GO_NFS_DEFECTS.md). Anything else — a bad
+// here the resolution that checks the handle gives the attributes. GETATTR
+// replies are go-nfs's byte for byte (TestFastAttrMatchesGoNFS); ACCESS
+// answers what the caller may do (perm.go), where go-nfs granted the mask
+// asked for. Anything else — a bad
 // or stale handle, an object whose attributes cannot be read — goes to
 // go-nfs untouched.
 
@@ -40,12 +37,9 @@ func parseAttrCall(rec []byte) (xid, proc uint32, fh []byte, mask uint32, ok boo
 }
 
 // fastAttr answers a GETATTR or ACCESS record; false means go-nfs must.
-func (s *Server) fastAttr(rec []byte, send func([]byte) error) bool {
-	xid, proc, fh, mask, ok := parseAttrCall(rec)
-	if !ok {
-		return false
-	}
-	x, id, ok := s.fastExport(fh)
+// x and id are the export and identity serveCall found for the handle.
+func (s *Server) fastAttr(rec []byte, send func([]byte) error, cr cred, x *export, id fileID) bool {
+	xid, proc, _, mask, ok := parseAttrCall(rec)
 	if !ok {
 		return false
 	}
@@ -60,18 +54,16 @@ func (s *Server) fastAttr(rec []byte, send func([]byte) error) bool {
 	if err != nil {
 		return false
 	}
+	st := e.st
 	w := make([]byte, 4, 4+24+4+4+84+4)
 	w = appendReplyHeader(w, xid)
 	w = binary.BigEndian.AppendUint32(w, 0) // NFS3_OK
 	if proc == procAccess {
 		w = binary.BigEndian.AppendUint32(w, 1) // post_op_attr follows
 	}
-	w = appendFattr(w, nfs.ToFileAttribute(fi, p))
+	w = appendFattr(w, fattrOf(fi, p))
 	if proc == procAccess {
-		if !billy.CapabilityCheck(x, billy.WriteCapability) {
-			mask &= 1 | 2 | 0x20 // READ, LOOKUP, EXECUTE
-		}
-		w = binary.BigEndian.AppendUint32(w, mask)
+		w = binary.BigEndian.AppendUint32(w, accessMask(cr, &st, mask, x.writable.Load()))
 	}
 	binary.BigEndian.PutUint32(w, uint32(len(w)-4)|0x80000000)
 	// Counted before the send: a client that has its reply sees the count.

@@ -98,7 +98,7 @@ func TestFastLookupMatchesGoNFS(t *testing.T) {
 	eventually(t, func() bool { _, st := getattr(t, dialRPC(t, addr), fhs["/etc"]); return st == nfsc.NFS3Ok })
 	slow := replies()
 	for i, r := range reqs {
-		if !bytes.Equal(fast[i], slow[i]) {
+		if !bytes.Equal(mtimeOnly(fast[i], procLookup), mtimeOnly(slow[i], procLookup)) {
 			t.Errorf("request %d (%q): nfsd %d bytes %x... go-nfs %d bytes %x...", i, r.name,
 				len(fast[i]), head(fast[i]), len(slow[i]), head(slow[i]))
 		}

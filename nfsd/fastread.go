@@ -94,12 +94,9 @@ func parseRead(rec []byte) (parsedRead, bool) {
 }
 
 // fastRead answers a READ record; false means go-nfs must answer it.
-func (s *Server) fastRead(rec []byte, send func([]byte) error) bool {
+// x and id are the export and identity serveCall found for the handle.
+func (s *Server) fastRead(rec []byte, send func([]byte) error, cr cred, x *export, id fileID) bool {
 	req, ok := parseRead(rec)
-	if !ok {
-		return false
-	}
-	x, id, ok := s.fastExport(req.fh)
 	if !ok {
 		return false
 	}
@@ -113,6 +110,12 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error) bool {
 	if err != nil {
 		x.mu.RUnlock()
 		return false
+	}
+	if !mayReadData(cr, &e.st) {
+		x.mu.RUnlock()
+		s.metrics.refusedCalls.WithLabelValues("permission").Inc()
+		_ = send(errorReply(req.xid, procRead, nfs3ErrAcces))
+		return true
 	}
 	f, release, err := x.fdsFor(t, e).open(e.host, &e.st)
 	x.mu.RUnlock()
@@ -158,7 +161,7 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error) bool {
 	put(0) // SUCCESS
 	put(0) // NFS3_OK
 	put(1) // post_op_attr follows
-	w = appendFattr(w, nfs.ToFileAttribute(fi, p))
+	w = appendFattr(w, fattrOf(fi, p))
 	put(uint32(n))
 	if eof {
 		put(1)

@@ -21,7 +21,12 @@ type fdCache struct {
 	max int // 0: maxCachedFDs
 }
 
-type fdKey struct{ dev, ino uint64 }
+// The ctime is part of the key: an inode number freed by a deletion and
+// reused by a new file must not find the deleted file's open file.
+type fdKey struct {
+	dev, ino uint64
+	ctime    unix.Timespec
+}
 
 type cachedFD struct {
 	f    *os.File
@@ -36,7 +41,7 @@ const (
 
 // open returns a read-only file for the object lstat'ed as st at host.
 func (c *fdCache) open(host string, st *unix.Stat_t) (*os.File, func(), error) {
-	key := fdKey{uint64(st.Dev), st.Ino}
+	key := fdKey{uint64(st.Dev), st.Ino, st.Ctim}
 	c.mu.Lock()
 	if e := c.m[key]; e != nil {
 		e.refs++

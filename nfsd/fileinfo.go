@@ -21,7 +21,10 @@ type fileInfo struct {
 	mode   os.FileMode
 	size   int64
 	mtim   time.Time
-	sys    file.FileInfo
+	// atim and ctim: go-nfs sends mtime for all three times; nfsd's own
+	// replies send these (fattrOf).
+	atim, ctim unix.Timespec
+	sys        file.FileInfo
 }
 
 func newFileInfo(name string, st *unix.Stat_t, id fileID, merged bool) *fileInfo {
@@ -34,6 +37,8 @@ func newFileInfo(name string, st *unix.Stat_t, id fileID, merged bool) *fileInfo
 		mode: goMode(st.Mode),
 		size: st.Size,
 		mtim: time.Unix(st.Mtim.Unix()),
+		atim: st.Atim,
+		ctim: st.Ctim,
 		sys: file.FileInfo{
 			Nlink:  nlink,
 			UID:    st.Uid,

@@ -282,10 +282,10 @@ func (x *export) OpenFile(name string, flag int, perm os.FileMode) (billy.File, 
 	return x.openHost(e, flag&^(os.O_CREATE|os.O_EXCL))
 }
 
-// newOwner is the owner of objects clients create. go-nfs hands the
-// handler neither the RPC credentials nor the request, so it cannot be the
-// caller's uid (see GO_NFS_DEFECTS.md); root is what a single-tenant node
-// root expects most of the time.
+// newOwner is the owner of objects created through the billy interface.
+// Clients' calls that create objects are answered below go-nfs with the
+// caller as owner (proc_change.go); this path only serves go-nfs's own
+// fallbacks and tests.
 func (x *export) newOwner() (int, int) { return 0, 0 }
 
 // openHost opens the visible object. Only regular files are ever opened:

@@ -27,8 +27,8 @@ var (
 	_ nfs.CachingHandler = (*handler)(nil)
 )
 
-// Mount is the only call that sees the client's address: it decides who
-// may mount what. A node may mount its own root, and the volumes its Node
+// Mount is the only call go-nfs shows the client's address: it decides who
+// may mount what (calls.go checks the same rule on every later call). A node may mount its own root, and the volumes its Node
 // lists; everything else is refused with MNT3ERR_ACCES and logged.
 func (h *handler) Mount(ctx context.Context, conn net.Conn, req nfs.MountRequest) (nfs.MountStatus, billy.Filesystem, []nfs.AuthFlavor) {
 	s := h.s

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -63,6 +64,18 @@ func (f *fakeNodes) set(n Node, addr string) {
 	if addr != "" {
 		f.addrs[netip.MustParseAddr(addr)] = n.Name
 	}
+}
+
+// tcpAddr is a client address of the node (port 700).
+func (f *fakeNodes) tcpAddr(name string) *net.TCPAddr {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for a, n := range f.addrs {
+		if n == name {
+			return net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 700))
+		}
+	}
+	return nil
 }
 
 func (f *fakeNodes) setVolume(v Volume) {

@@ -30,8 +30,16 @@ func (x *export) idOf(t *tree, e *entry) (fileID, error) {
 			x.cache.putID(key, id)
 		}
 		return id, err
-	case kindImage, kindPlain:
+	case kindImage:
 		return inodeID(e.st.Ino), nil
+	case kindPlain:
+		key := idKey{e.st.Dev, e.st.Ino, e.st.Ctim}
+		if id, ok := x.cache.id(key); ok {
+			return id, nil
+		}
+		id := volumeID(e.host, &e.st)
+		x.cache.putID(key, id)
+		return id, nil
 	case kindRole:
 		return roleEntryID(t, e), nil
 	}
@@ -195,13 +203,28 @@ func (x *export) resolveID(t *tree, id fileID, depth int) (string, *entry, error
 			if idx == nil {
 				return "", nil, errStale
 			}
-			pino, n, rootIno, err := idx.lookup(uint64(id & idValueMask))
+			pino, n, rootIno, err := idx.lookup(id.ino())
 			if err != nil {
 				return "", nil, errStale
 			}
 			parent, name = inodeID(pino), n
 			if pino == rootIno {
 				parent = rootID
+			} else if t.layers[0].kind == kindPlain {
+				// A volume's directories carry tagged identities the
+				// index does not know: find the parent by inode number,
+				// then check this object's full identity below.
+				pp, err := x.indexedPath(t, idx, pino, rootIno, depth+1)
+				if err != nil {
+					return "", nil, err
+				}
+				p := joinPath(pp, name)
+				e := x.verify(t, p, id)
+				if e == nil {
+					return "", nil, errStale
+				}
+				x.cache.putPath(id, p)
+				return p, e, nil
 			}
 		case idKindRole:
 			if t.role == nil {
@@ -227,6 +250,42 @@ func (x *export) resolveID(t *tree, id fileID, depth int) (string, *entry, error
 	}
 	x.cache.putPath(id, p)
 	return p, e, nil
+}
+
+// indexedPath is the path of directory inode ino of a volume, by its index
+// (checked to be that inode now).
+func (x *export) indexedPath(t *tree, idx *inoIndex, ino, rootIno uint64, depth int) (string, error) {
+	if ino == rootIno {
+		return "/", nil
+	}
+	if depth > 255 {
+		return "", errStale
+	}
+	pino, name, _, err := idx.lookup(ino)
+	if err != nil {
+		return "", errStale
+	}
+	pp, err := x.indexedPath(t, idx, pino, rootIno, depth+1)
+	if err != nil {
+		return "", err
+	}
+	p := joinPath(pp, name)
+	e, err := x.lookup(t, p)
+	if err != nil || e.st.Ino != ino {
+		return "", errStale
+	}
+	return p, nil
+}
+
+// volumeID is the identity of a volume's object: inode number and birth
+// time (see taggedInodeID).
+func volumeID(host string, st *unix.Stat_t) fileID {
+	var sx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, host, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME|unix.STATX_INO, &sx); err != nil ||
+		sx.Mask&unix.STATX_BTIME == 0 || sx.Ino != st.Ino {
+		return inodeID(st.Ino)
+	}
+	return taggedInodeID(st.Ino, sx.Btime)
 }
 
 func (x *export) verify(t *tree, p string, id fileID) *entry {
@@ -304,7 +363,7 @@ func (x *export) naturalPlace(t *tree, id fileID, rec record) bool {
 		if idx == nil {
 			return false
 		}
-		pino, name, rootIno, err := idx.lookup(uint64(id & idValueMask))
+		pino, name, rootIno, err := idx.lookup(id.ino())
 		if err != nil {
 			return false
 		}

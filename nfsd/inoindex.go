@@ -33,8 +33,21 @@ type inoIndex struct {
 	slots   map[uint64]uint32
 	ents    []indexEnt
 	names   []byte
+	// While a build walks the tree, put and remove are also logged here
+	// and replayed on the new index: the walk may have passed a directory
+	// before nfsd changed it, and the change must not be lost when the new
+	// maps replace the old (a directory created during a rebuild would
+	// otherwise be unknown until the next one: ESTALE).
+	building bool
+	log      []indexOp
 
 	buildMu sync.Mutex
+}
+
+type indexOp struct {
+	ino, parent uint64
+	name        string
+	remove      bool
 }
 
 type indexEnt struct {
@@ -97,6 +110,14 @@ func (x *inoIndex) ensure(rebuild bool) error {
 }
 
 func (x *inoIndex) build() error {
+	x.mu.Lock()
+	x.building, x.log = true, nil
+	x.mu.Unlock()
+	defer func() {
+		x.mu.Lock()
+		x.building, x.log = false, nil
+		x.mu.Unlock()
+	}()
 	var rst unix.Stat_t
 	if err := unix.Stat(x.root, &rst); err != nil {
 		return fmt.Errorf("index %s: %w", x.root, err)
@@ -145,6 +166,13 @@ func (x *inoIndex) build() error {
 	x.slots, x.ents, x.names = slots, ents, names
 	x.rootIno, x.dev = rst.Ino, rst.Dev
 	x.built, x.builtAt = true, time.Now()
+	for _, op := range x.log {
+		if op.remove {
+			x.removeLocked(op.ino)
+		} else {
+			x.putLocked(op.ino, op.parent, op.name)
+		}
+	}
 	x.mu.Unlock()
 	return nil
 }
@@ -155,6 +183,13 @@ func (x *inoIndex) build() error {
 func (x *inoIndex) put(ino, parent uint64, name string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.building {
+		x.log = append(x.log, indexOp{ino: ino, parent: parent, name: name})
+	}
+	x.putLocked(ino, parent, name)
+}
+
+func (x *inoIndex) putLocked(ino, parent uint64, name string) {
 	if !x.built || len(name) > 0xffff {
 		return
 	}
@@ -171,6 +206,13 @@ func (x *inoIndex) put(ino, parent uint64, name string) {
 func (x *inoIndex) remove(ino uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.building {
+		x.log = append(x.log, indexOp{ino: ino, remove: true})
+	}
+	x.removeLocked(ino)
+}
+
+func (x *inoIndex) removeLocked(ino uint64) {
 	delete(x.slots, ino) // the entry's slot and name bytes are reclaimed at the next build
 }
 

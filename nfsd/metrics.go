@@ -14,6 +14,9 @@ type metrics struct {
 	fastReads   prometheus.Counter
 	fastLookups prometheus.Counter
 	fastAttrs   prometheus.Counter
+	// refusedCalls: calls refused before any file system work, by reason
+	// (credential, address, permission).
+	refusedCalls *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -42,13 +45,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "pictl", Subsystem: "nfsd", Name: "direct_getattrs_total",
 			Help: "GETATTRs and ACCESSes answered by nfsd itself rather than go-nfs.",
 		}),
+		refusedCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "pictl", Subsystem: "nfsd", Name: "refused_calls_total",
+			Help: "NFS calls refused by reason (credential, address, permission).",
+		}, []string{"reason"}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "pictl", Subsystem: "nfsd", Name: "connections",
 			Help: "Open client connections.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.mounts, m.staleHandle, m.copyUps, m.conns, m.fastReads, m.fastLookups, m.fastAttrs} {
+		for _, c := range []prometheus.Collector{m.mounts, m.staleHandle, m.copyUps, m.conns, m.fastReads, m.fastLookups, m.fastAttrs, m.refusedCalls} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("nfsd: register metrics: %w", err)
 			}

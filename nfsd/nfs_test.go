@@ -22,7 +22,8 @@ func nfsEnv(t *testing.T) (*env, string, string) {
 	buildTree(t, docs, []imgFile{{path: "readme", mode: 0o644, content: "docs\n"}})
 	e.nodes.set(Node{Name: "pi1", ImageRoot: img, Volumes: []string{"www", "docs"}}, "127.0.0.1")
 	e.nodes.set(Node{Name: "pi2", ImageRoot: img}, "127.0.0.2")
-	e.nodes.setVolume(Volume{Name: "www", Path: www})
+	// www: no_root_squash, so the tests' root client writes as root.
+	e.nodes.setVolume(Volume{Name: "www", Path: www, Squash: SquashNone})
 	e.nodes.setVolume(Volume{Name: "docs", Path: docs, ReadOnly: true})
 	e.nodes.setVolume(Volume{Name: "secret", Path: secret})
 	addr := e.serve()

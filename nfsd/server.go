@@ -32,6 +32,7 @@ type Server struct {
 	store   *store
 	codec   *handleCodec
 	metrics *metrics
+	guard   *connGuard
 	indexes indexRegistry
 	lists   listingCache
 	// lowerFDs holds the open files of read-only layers (images, role
@@ -39,6 +40,9 @@ type Server struct {
 	lowerFDs fdCache
 	// readBufs holds the READ reply buffers of the direct READ path.
 	readBufs sync.Pool
+	// writeVerf is the WRITE/COMMIT verifier of this server instance
+	// (nfsd's WRITE replies and go-nfs's COMMIT replies agree on it).
+	writeVerf [8]byte
 
 	mu       sync.Mutex
 	exports  map[string]*export // by export path ("/nodes/pi3")
@@ -83,20 +87,25 @@ func New(cfg Config, nodes Nodes, volumes Volumes, db *bbolt.DB, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	guard, err := newConnGuard(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.layerDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("nfsd: create layer dir: %w", err)
 	}
 	return &Server{
 		cfg: cfg, nodes: nodes, volumes: volumes, log: log,
-		store: st, codec: newHandleCodec(key), metrics: m,
-		exports:  make(map[string]*export),
-		byNumber: make(map[uint32]*export),
-		conns:    make(map[*trackedConn]struct{}),
-		ipConns:  make(map[netip.Addr]int),
-		dirty:    make(map[string]string),
-		dirtyFS:  make(map[string]bool),
-		lowerFDs: fdCache{max: maxSharedFDs},
-		readBufs: sync.Pool{New: newReadBuf},
+		store: st, codec: newHandleCodec(key), metrics: m, guard: guard,
+		exports:   make(map[string]*export),
+		byNumber:  make(map[uint32]*export),
+		conns:     make(map[*trackedConn]struct{}),
+		ipConns:   make(map[netip.Addr]int),
+		dirty:     make(map[string]string),
+		dirtyFS:   make(map[string]bool),
+		lowerFDs:  fdCache{max: maxSharedFDs},
+		readBufs:  sync.Pool{New: newReadBuf},
+		writeVerf: newWriteVerf(),
 	}, nil
 }
 
@@ -135,13 +144,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		ln = s.ln
 	}
-	srv := &nfs.Server{Handler: &handler{s: s}, Context: ctx}
+	srv := &nfs.Server{Handler: recoverHandler(&handler{s: s}, s.guard), Context: ctx, ID: s.writeVerf}
 	errc := make(chan error, 1)
 	go func() {
-		fl := &fanoutListener{Listener: &trackedListener{Listener: ln, s: s}, workers: s.cfg.connWorkers()}
-		if !s.cfg.GoNFSRead || !s.cfg.GoNFSLookup {
-			fl.fast = s.fastCall
-		}
+		fl := &fanoutListener{Listener: &trackedListener{Listener: s.guard.listen(ln), s: s}, workers: s.cfg.connWorkers(), fast: s.serveCall, guard: s.guard}
 		errc <- srv.Serve(fl)
 	}()
 	s.log.Info("nfs server listening", "addr", ln.Addr().String())
@@ -351,6 +357,7 @@ func (s *Server) openVolume(v Volume) (*export, error) {
 		t:         newTree([]*layer{{kind: kindPlain, root: root, index: s.indexes.get(root, 5*time.Second)}}),
 	}
 	x.writable.Store(!v.ReadOnly)
+	x.vol.Store(&v)
 	return x, nil
 }
 
@@ -389,6 +396,7 @@ func (s *Server) refresh(x *export) error {
 			return fmt.Errorf("nfsd: volume %s is gone", x.label)
 		}
 		x.writable.Store(!v.ReadOnly)
+		x.vol.Store(&v)
 		x.mu.RLock()
 		same := filepath.Clean(v.Path) == x.imageRoot
 		x.mu.RUnlock()

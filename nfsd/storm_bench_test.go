@@ -3,6 +3,7 @@ package nfsd
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 
 	"path"
 	"path/filepath"
@@ -36,7 +37,7 @@ func BenchmarkBootStorm(b *testing.B) {
 	// image's inode index) with two boots outside the timing.
 	var ops int
 	for i := 0; i < 2; i++ {
-		e.nodes.set(Node{Name: "warm" + strconv.Itoa(i), ImageRoot: img}, "")
+		e.nodes.set(Node{Name: "warm" + strconv.Itoa(i), ImageRoot: img}, stormAddr(1<<20+i).IP.String())
 		ops = stormBoot(b, e, h, "warm"+strconv.Itoa(i), img, dirs, files)
 	}
 	b.ReportAllocs()
@@ -45,7 +46,7 @@ func BenchmarkBootStorm(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		name := "pi" + strconv.Itoa(i)
-		e.nodes.set(Node{Name: name, ImageRoot: img}, "")
+		e.nodes.set(Node{Name: name, ImageRoot: img}, stormAddr(i).IP.String())
 		if _, err := e.srv.exportFor(nodeExportPath(name)); err != nil {
 			b.Fatal(err)
 		}
@@ -117,6 +118,7 @@ func stormBoot(b *testing.B, e *env, h *handler, name, img string, dirs, files [
 		b.Fatal(err)
 	}
 	ops := 1
+	from := e.nodes.tcpAddr(name)
 	handles := map[string][]byte{"": h.ToHandle(x, nil)} // MOUNT
 	var lrec []byte
 	var resolve func(p string) []byte
@@ -128,7 +130,7 @@ func stormBoot(b *testing.B, e *env, h *handler, name, img string, dirs, files [
 		parent := resolve(strings.TrimSuffix(dir, "/"))
 		var fh []byte
 		lrec = lookupRecord(lrec[:0], parent, base)
-		if !e.srv.fastCall(lrec, func(w []byte) error { fh = lookupReplyHandle(w); return nil }) {
+		if !e.srv.fastCall(from, lrec, func(w []byte) error { fh = lookupReplyHandle(w); return nil }) {
 			fh = benchLookup(b, h, parent, base) // go-nfs answers
 		}
 		if len(fh) == 0 {
@@ -145,7 +147,7 @@ func stormBoot(b *testing.B, e *env, h *handler, name, img string, dirs, files [
 	rec := make([]byte, 0, 128)
 	for _, f := range files {
 		rec = readRecord(rec[:0], resolve(f), 0, 1<<20)
-		if !e.srv.fastCall(rec, func([]byte) error { return nil }) {
+		if !e.srv.fastCall(from, rec, func([]byte) error { return nil }) {
 			b.Fatalf("fastRead of %s refused", f)
 		}
 		ops++
@@ -256,4 +258,9 @@ func readRecord(w []byte, fh []byte, off uint64, count uint32) []byte {
 	w = binary.BigEndian.AppendUint64(w, off)
 	u32(count)
 	return w
+}
+
+// stormAddr is the address of the i-th booting node (10.0.0.0/8).
+func stormAddr(i int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IPv4(10, byte(i>>16), byte(i>>8), byte(i)), Port: 700}
 }

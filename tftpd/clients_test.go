@@ -146,7 +146,7 @@ func TestIPXEChain(t *testing.T) {
 		kernel[1] != kernel[3] || kernel[2] != kernel[4] || initrd[1] != initrd[2] {
 		t.Fatalf("script (each download once more on failure):\n%s", script)
 	}
-	if want := "initrd=initrd.img root=/dev/nfs nfsroot=127.0.0.1:/nodes/vm1,vers=3,tcp,port=20490,mountport=20490,nolock rw ip=dhcp rootwait console=ttyS0"; kernel[2] != want {
+	if want := "initrd=initrd.img console=tty0 console=ttyS0,115200 root=/dev/nfs nfsroot=127.0.0.1:/nodes/vm1,vers=3,tcp,port=20490,mountport=20490,nolock rw ip=dhcp rootwait console=ttyS0"; kernel[2] != want {
 		t.Errorf("kernel args %q, want %q", kernel[2], want)
 	}
 	if got := get(kernel[1]); !bytes.Equal(got, h.x86Files["vmlinuz"]) {

@@ -21,6 +21,8 @@ type fakeNodes struct {
 	ips   map[netip.Addr]string
 	err   error
 	calls []NodeKey
+	// panicIP makes a lookup from that address panic.
+	panicIP netip.Addr
 }
 
 func (f *fakeNodes) LookupNode(_ context.Context, key NodeKey) (Node, bool, error) {
@@ -29,6 +31,9 @@ func (f *fakeNodes) LookupNode(_ context.Context, key NodeKey) (Node, bool, erro
 	f.calls = append(f.calls, key)
 	if f.err != nil {
 		return Node{}, false, f.err
+	}
+	if f.panicIP.IsValid() && key.IP == f.panicIP {
+		panic("lookup bug reached by a crafted request")
 	}
 	for _, n := range f.nodes {
 		switch {

@@ -87,6 +87,9 @@ type Image struct {
 	BootDir string
 	// Cmdline is appended to the kernel command line of every node on it.
 	Cmdline string
+	// Arch is the image's Debian architecture (amd64, arm64, armhf; ""
+	// unknown): it chooses the default consoles.
+	Arch string
 	// Kernel and Initrd name the files boot.ipxe loads (ImageKernelInitrd),
 	// relative to BootDir. Defaults "vmlinuz" and "initrd.img".
 	Kernel string

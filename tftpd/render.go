@@ -61,7 +61,7 @@ func exportOf(n Node) string {
 // an NFS root, then the image's and the node's extra arguments (later
 // arguments win in the kernel, so node extras override).
 func renderCmdline(n Node, nfs nfsTarget, imageCmdline []byte) []byte {
-	args := append([]string{"console=serial0,115200", "console=tty1"}, nfs.kernelArgs()...)
+	args := append(defaultConsoles(n.Image), nfs.kernelArgs()...)
 	for _, a := range strings.Fields(string(imageCmdline)) {
 		if keepImageArg(a) {
 			args = append(args, a)
@@ -70,6 +70,34 @@ func renderCmdline(n Node, nfs nfsTarget, imageCmdline []byte) []byte {
 	args = append(args, strings.Fields(n.Image.Cmdline)...)
 	args = append(args, strings.Fields(n.Cmdline)...)
 	return []byte(strings.Join(args, " ") + "\n")
+}
+
+// defaultConsoles are the consoles a node gets unless its image or node
+// arguments add others (the kernel keeps every console=, the last one
+// becomes /dev/console). serial0 is an alias only the Raspberry Pi firmware
+// defines; a PC or QEMU guest has ttyS0 and a VGA console tty0 instead.
+func defaultConsoles(img Image) []string {
+	if isPC(img) {
+		return []string{"console=tty0", "console=ttyS0,115200"}
+	}
+	if img.Kind == ImageKernelInitrd {
+		// An iPXE-booted non-PC machine: no console name is known to
+		// exist on it, so leave the choice to its image or node.
+		return nil
+	}
+	return []string{"console=serial0,115200", "console=tty1"}
+}
+
+// isPC: the image is for x86 (an unknown architecture booted by iPXE is
+// almost always a PC).
+func isPC(img Image) bool {
+	switch img.Arch {
+	case "amd64", "i386":
+		return true
+	case "":
+		return img.Kind == ImageKernelInitrd
+	}
+	return false
 }
 
 // keepImageArg drops the arguments of an SD-card cmdline.txt that an NFS
@@ -122,7 +150,8 @@ func renderIPXE(n Node, nfs nfsTarget) ([]byte, error) {
 			return nil, fmt.Errorf("image %s: boot file name %q not usable in an iPXE script", n.Image.Name, f)
 		}
 	}
-	args := append([]string{"initrd=" + path.Base(initrd)}, nfs.kernelArgs()...)
+	args := append([]string{"initrd=" + path.Base(initrd)}, defaultConsoles(n.Image)...)
+	args = append(args, nfs.kernelArgs()...)
 	args = append(args, strings.Fields(n.Image.Cmdline)...)
 	args = append(args, strings.Fields(n.Cmdline)...)
 	var b bytes.Buffer

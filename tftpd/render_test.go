@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -154,5 +156,52 @@ func TestStageOf(t *testing.T) {
 		if got != tt.want || ok != (tt.want != "") {
 			t.Errorf("stageOf(%s) = %q, %v; want %q", tt.path, got, ok, tt.want)
 		}
+	}
+}
+
+// TestDefaultConsoles: serial0 is a Raspberry Pi firmware alias; a PC or
+// QEMU node needs ttyS0 and tty0 to have any console (issue 18, row 8).
+func TestDefaultConsoles(t *testing.T) {
+	nfs := nfsTarget{Server: netip.MustParseAddr("10.99.0.1"), Port: 2049, Export: "/nodes/n"}
+	tests := []struct {
+		name string
+		img  Image
+		want string // the consoles, in order
+		not  string // a console that must not appear
+	}{
+		{"pi arm64", Image{Kind: ImagePi, Arch: "arm64"}, "console=serial0,115200 console=tty1", "ttyS0"},
+		{"pi unknown arch", Image{Kind: ImagePi}, "console=serial0,115200 console=tty1", "ttyS0"},
+		{"amd64 ipxe", Image{Kind: ImageKernelInitrd, Arch: "amd64"}, "console=tty0 console=ttyS0,115200", "serial0"},
+		{"i386 ipxe", Image{Kind: ImageKernelInitrd, Arch: "i386"}, "console=tty0 console=ttyS0,115200", "serial0"},
+		{"unknown arch ipxe", Image{Kind: ImageKernelInitrd}, "console=tty0 console=ttyS0,115200", "serial0"},
+		{"amd64 pi-style boot dir", Image{Kind: ImagePi, Arch: "amd64"}, "console=tty0 console=ttyS0,115200", "serial0"},
+		{"arm64 ipxe", Image{Kind: ImageKernelInitrd, Arch: "arm64"}, "", "serial0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := Node{Name: "n", Image: tt.img}
+			var line string
+			if tt.img.Kind == ImagePi {
+				line = string(renderCmdline(n, nfs, []byte("console=serial0,115200 root=/dev/mmcblk0p2")))
+			} else {
+				out, err := renderIPXE(n, nfs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				line = string(out)
+			}
+			var got []string
+			for _, f := range strings.Fields(line) {
+				if strings.HasPrefix(f, "console=") && !slices.Contains(got, f) {
+					got = append(got, f)
+				}
+			}
+			if strings.Join(got, " ") != tt.want {
+				t.Errorf("consoles %q, want %q in:\n%s", got, tt.want, line)
+			}
+			if tt.not != "" && strings.Contains(line, tt.not) {
+				t.Errorf("%q in:\n%s", tt.not, line)
+			}
+		})
 	}
 }

@@ -64,7 +64,7 @@ func (s *Server) read(t *transfer, rf io.ReaderFrom) error {
 	s.m.active.Inc()
 	defer s.m.active.Dec()
 
-	s.serveRead(t, rf, ot)
+	s.serveReadSafe(t, rf, ot)
 	s.finish(t)
 	if t.outcome == OutcomeOK || t.sent > 0 || t.outcome == OutcomeEarlyAbort ||
 		t.outcome == OutcomeTimeout || t.outcome == OutcomeClientAbort {

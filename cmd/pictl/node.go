@@ -81,6 +81,7 @@ from the state directory directly.
 				BashComplete: completeNodeNames,
 				Action:       nodeReset,
 			},
+			nodeClearQuarantineCommand(),
 			{
 				Name:         "rm",
 				Aliases:      []string{"remove"},
@@ -271,25 +272,27 @@ func nodeRemove(c *cli.Context) error {
 	return nil
 }
 
-// nodeRows is the node list from the running controller, or from
-// cluster.yaml alone (no runtime facts) when no controller answers.
+// nodeRows is the node list of cluster.yaml (the desired state, as the
+// last CLI change left it, whether or not the controller has reloaded it
+// yet) with the running controller's runtime facts merged in; without a
+// controller the rows have no runtime facts.
 func nodeRows(c *cli.Context) ([]api.Node, *cluster.Cluster, error) {
 	cl, err := storeFor(c).Load()
 	if err != nil {
 		return nil, nil, err
 	}
-	rows, err := apiClient(c, cl).Nodes(c.Context)
-	if err == nil {
-		return rows, cl, nil
-	}
-	if !api.IsNotRunning(err) {
-		return nil, nil, err
-	}
-	rows = make([]api.Node, 0, len(cl.Nodes))
+	rows := make([]api.Node, 0, len(cl.Nodes))
 	for _, name := range sortedKeys(cl.Nodes) {
 		rows = append(rows, api.NodeFromCluster(name, cl.Nodes[name]))
 	}
-	return rows, cl, nil
+	live, err := apiClient(c, cl).Nodes(c.Context)
+	if api.IsNotRunning(err) {
+		return rows, cl, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return mergeRuntime(rows, live), cl, nil
 }
 
 func apiClient(c *cli.Context, cl *cluster.Cluster) *api.Client {

@@ -38,6 +38,9 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := raiseNOFILE(log); err != nil {
+		log.Warn("serve: keeping the open-files limit", "err", err)
+	}
 	if path := c.String("cpuprofile"); path != "" {
 		stop, err := startCPUProfile(path)
 		if err != nil {

@@ -28,6 +28,9 @@ func TestServiceUnitVerifies(t *testing.T) {
 	if !strings.Contains(text, "Type=notify") || !strings.Contains(text, "WatchdogSec=") {
 		t.Error("pictl.service must be Type=notify with a WatchdogSec")
 	}
+	if !strings.Contains(text, "\nLimitNOFILE=65536:") {
+		t.Error("pictl.service must keep a high LimitNOFILE (soft 65536, a higher hard limit pictl raises to)")
+	}
 	path := filepath.Join(t.TempDir(), "pictl.service")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

@@ -47,6 +47,7 @@ func matches(candidate string, want [sha256.Size]byte) bool {
 func (a *tokenAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		if matches(strings.TrimSpace(cred), a.tokenSum) {
+			proveConn(r)
 			a.next.ServeHTTP(w, r)
 			return
 		}
@@ -80,6 +81,7 @@ func (a *tokenAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil && matches(c.Value, a.sessionSum) {
+		proveConn(r)
 		a.next.ServeHTTP(w, r)
 		return
 	}

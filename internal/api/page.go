@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -17,8 +20,47 @@ type pageData struct {
 	Now        time.Time
 	Status     Status
 	Nodes      []Node
-	Discovered []Discovered
-	Errors     []string // what the backend could not answer
+	Discovered []Discovered // this page of them
+	Errors     []string     // what the backend could not answer
+	// NodesPage and DiscoveredPage say which page of each list is shown:
+	// a flood of forged clients must not make the page megabytes long.
+	NodesPage, DiscoveredPage pager
+}
+
+// PageSize is how many rows of a list the status page shows at once.
+const PageSize = 50
+
+// pager is one page of a list: Page counts from 1; Prev and Next are the
+// links to the neighbours ("" at the ends).
+type pager struct {
+	Page, Pages, Total, From, To int
+	Prev, Next                   string
+}
+
+// paginate picks page (the query parameter param, 1-based) of a list of
+// total rows; the other parameters of q stay in the links.
+func paginate(q url.Values, param string, total int) pager {
+	p := pager{Total: total, Pages: max(1, (total+PageSize-1)/PageSize), Page: 1}
+	if n, err := strconv.Atoi(q.Get(param)); err == nil && n >= 1 {
+		p.Page = min(n, p.Pages)
+	}
+	p.From = min((p.Page-1)*PageSize, total)
+	p.To = min(p.From+PageSize, total)
+	link := func(n int) string {
+		v := url.Values{}
+		for k, vs := range q {
+			v[k] = vs
+		}
+		v.Set(param, strconv.Itoa(n))
+		return "/?" + v.Encode()
+	}
+	if p.Page > 1 {
+		p.Prev = link(p.Page - 1)
+	}
+	if p.Page < p.Pages {
+		p.Next = link(p.Page + 1)
+	}
+	return p
 }
 
 func parseStatusPage() *template.Template {
@@ -38,6 +80,7 @@ func parseStatusPage() *template.Template {
 			}
 			return "for " + short(t.Sub(now))
 		},
+		"inc": func(n int) int { return n + 1 },
 		"stamp": func(t time.Time) string {
 			if t.IsZero() {
 				return ""
@@ -90,6 +133,15 @@ func statusPage(b Backend) http.HandlerFunc {
 		if d.Discovered, err = b.Discovered(ctx); err != nil {
 			d.Errors = append(d.Errors, fmt.Sprintf("discovered clients: %v", err))
 		}
+		// The most recently seen clients first: those are the ones a
+		// person powering on a new Pi looks for.
+		slices.SortStableFunc(d.Discovered, func(a, b Discovered) int { return b.LastSeen.Compare(a.LastSeen) })
+		q := r.URL.Query()
+		q.Del("token")
+		d.NodesPage = paginate(q, "nodes_page", len(d.Nodes))
+		d.Nodes = d.Nodes[d.NodesPage.From:d.NodesPage.To]
+		d.DiscoveredPage = paginate(q, "discovered_page", len(d.Discovered))
+		d.Discovered = d.Discovered[d.DiscoveredPage.From:d.DiscoveredPage.To]
 		var buf bytes.Buffer
 		if err := tmpl.Execute(&buf, d); err != nil {
 			http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -265,5 +266,43 @@ func TestServeTCPAndSocket(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<b>pi3</b>") {
 		t.Errorf("unix socket without token: %s", resp.Status)
+	}
+}
+
+// Issue 18 row 4: thousands of discovered clients do not make the status
+// page megabytes long; it shows a page at a time, most recently seen first.
+func TestStatusPagePaginated(t *testing.T) {
+	b := pageBackend()
+	now := time.Now()
+	b.discovered = nil
+	for i := 0; i < 5000; i++ {
+		b.discovered = append(b.discovered, Discovered{MAC: fmt.Sprintf("02:66:00:00:%02x:%02x", i>>8, i&0xff),
+			Model: "pxe", LastSeen: now.Add(-time.Duration(i) * time.Second)})
+	}
+	srv := NewServer("/nonexistent.sock", b, nil)
+	page := body(t, get(t, srv.Handler(), "/", nil))
+	if len(page) > 64<<10 {
+		t.Errorf("page 1 is %d bytes", len(page))
+	}
+	for _, want := range []string{"Discovered clients (5000)", "02:66:00:00:00:00", "page 1 of 100", `href="/?discovered_page=2"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page 1 lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "02:66:00:00:00:32") { // the 51st
+		t.Error("page 1 shows more than one page of rows")
+	}
+	last := body(t, get(t, srv.Handler(), "/?discovered_page=100&nodes_page=1", nil))
+	for _, want := range []string{"page 100 of 100", "02:66:00:00:13:87", "rows 4951–5000", `href="/?discovered_page=99&amp;nodes_page=1"`} {
+		if !strings.Contains(last, want) {
+			t.Errorf("page 100 lacks %q", want)
+		}
+	}
+	// Out of range and junk page numbers land on a real page.
+	if p := body(t, get(t, srv.Handler(), "/?discovered_page=9999", nil)); !strings.Contains(p, "page 100 of 100") {
+		t.Error("page 9999 is not the last page")
+	}
+	if p := body(t, get(t, srv.Handler(), "/?discovered_page=x", nil)); !strings.Contains(p, "page 1 of 100") {
+		t.Error("page x is not the first page")
 	}
 }

@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
+
+	"github.com/pictl/pictl/internal/connlimit"
 )
 
 // Backend answers the API's questions; the controller implements it.
@@ -36,11 +40,17 @@ type Server struct {
 	SocketPath string
 	Backend    Backend
 	Log        *slog.Logger
+	// Limits bound the TCP listener's connections (limits.go); zero
+	// values mean DefaultMaxConns, DefaultMaxConnsPerHost and connlimit's
+	// 10 s for connections without an authenticated request.
+	Limits connlimit.Config
 
-	mux   *http.ServeMux
-	ln    net.Listener
-	tcp   net.Listener // nil: unix socket only
-	guard http.Handler // mux behind the token, for tcp
+	metrics *apiMetrics
+	tcpLim  atomic.Pointer[connlimit.Listener]
+	mux     *http.ServeMux
+	ln      net.Listener
+	tcp     net.Listener // nil: unix socket only
+	guard   http.Handler // mux behind the token, for tcp
 }
 
 // NewServer builds the API's routes. Extra handlers (metrics) can be added
@@ -49,7 +59,7 @@ func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{SocketPath: socketPath, Backend: b, Log: log, mux: http.NewServeMux()}
+	s := &Server{SocketPath: socketPath, Backend: b, Log: log, mux: http.NewServeMux(), metrics: newAPIMetrics()}
 	s.mux.Handle("GET /{$}", statusPage(b))
 	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status(r.Context()))
@@ -94,6 +104,7 @@ func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"node": name})
 	})
+	s.routeQuarantine(b)
 	return s
 }
 
@@ -110,7 +121,16 @@ func (s *Server) Listen() error {
 		c.Close()
 		return fmt.Errorf("api socket %s: another pictl controller is running", s.SocketPath)
 	}
-	_ = os.Remove(s.SocketPath)
+	// Only a socket (a stale one) is ever removed: api_socket pointing at
+	// a file by mistake must not delete it.
+	if fi, err := os.Lstat(s.SocketPath); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return fmt.Errorf("api socket %s exists and is not a socket (%s); refusing to replace it: fix controller.api_socket", s.SocketPath, describeMode(fi.Mode()))
+		}
+		if err := os.Remove(s.SocketPath); err != nil {
+			return fmt.Errorf("api socket: remove stale socket: %w", err)
+		}
+	}
 	ln, err := net.Listen("unix", s.SocketPath)
 	if err != nil {
 		return fmt.Errorf("api socket: %w", err)
@@ -121,6 +141,25 @@ func (s *Server) Listen() error {
 	}
 	s.ln = ln
 	return nil
+}
+
+// removeSocket removes the socket at SocketPath, and nothing else.
+func (s *Server) removeSocket() {
+	if fi, err := os.Lstat(s.SocketPath); err == nil && fi.Mode().Type() == fs.ModeSocket {
+		_ = os.Remove(s.SocketPath)
+	}
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "mode " + m.Type().String()
 }
 
 // ListenTCP opens the authenticated TCP listener (addr like ":8080").
@@ -163,7 +202,7 @@ func (s *Server) TCPHandler() http.Handler {
 func (s *Server) Close() {
 	if s.ln != nil {
 		s.ln.Close()
-		_ = os.Remove(s.SocketPath)
+		s.removeSocket()
 	}
 	if s.tcp != nil {
 		s.tcp.Close()
@@ -180,21 +219,23 @@ func (s *Server) Serve(ctx context.Context) error {
 	servers := []struct {
 		hs *http.Server
 		ln net.Listener
-	}{{&http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}, s.ln}}
+	}{{&http.Server{Handler: s.recoverPanics(s.mux), ReadHeaderTimeout: 5 * time.Second}, s.ln}}
 	if s.tcp != nil {
 		// The network may hold slow or hostile clients: bound every phase.
 		servers = append(servers, struct {
 			hs *http.Server
 			ln net.Listener
 		}{&http.Server{
-			Handler:           s.TCPHandler(),
+			Handler:           s.recoverPanics(s.TCPHandler()),
+			ConnContext:       trackConn,
+			ConnState:         connState,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      5 * time.Minute, // a reset may remove a large layer
-			IdleTimeout:       2 * time.Minute,
+			IdleTimeout:       2 * time.Minute, // authenticated clients only: see limits.go
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
-		}, s.tcp})
+		}, s.limitTCP()})
 	}
 	errc := make(chan error, len(servers))
 	for _, sv := range servers {
@@ -217,7 +258,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			first = err
 		}
 	}
-	_ = os.Remove(s.SocketPath)
+	s.removeSocket()
 	if first == nil || errors.Is(first, http.ErrServerClosed) {
 		return nil
 	}

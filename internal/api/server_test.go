@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -148,4 +149,33 @@ func do(t *testing.T, srv *Server, method, target string) int {
 	rec := httptest.NewRecorder()
 	srv.mux.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
 	return rec.Code
+}
+
+// api_socket pointing at an existing file (cluster.yaml, say) is refused
+// with a one-line error and the file is left alone (issue 18 row 6).
+func TestListenRefusesNonSocket(t *testing.T) {
+	dir := t.TempDir()
+	for name, make := range map[string]func(string) error{
+		"file": func(p string) error { return os.WriteFile(p, []byte("settings: {}\n"), 0o644) },
+		"dir":  func(p string) error { return os.Mkdir(p, 0o755) },
+		"link": func(p string) error { return os.Symlink("/etc/hostname", p) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, name)
+			if err := make(path); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.Lstat(path)
+			srv := NewServer(path, &fakeBackend{}, nil)
+			err := srv.Listen()
+			if err == nil || !strings.Contains(err.Error(), "is not a socket") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Listen: %v", err)
+			}
+			srv.Close()
+			after, err := os.Lstat(path)
+			if err != nil || after.Mode() != before.Mode() || after.ModTime() != before.ModTime() {
+				t.Fatalf("%s changed: %v", path, err)
+			}
+		})
+	}
 }

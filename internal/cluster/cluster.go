@@ -137,7 +137,24 @@ type Volume struct {
 	// Roles and Nodes allowed to mount it; both empty = every node.
 	Roles []string `yaml:"roles"`
 	Nodes []string `yaml:"nodes"`
+	// Squash maps the clients' users, as knfsd's export options do:
+	// "root" (default, root_squash: uid 0 acts as AnonUID/AnonGID), "none"
+	// (no_root_squash) or "all" (all_squash: every user acts as the anonymous one).
+	Squash string `yaml:"squash"`
+	// AnonUID and AnonGID are the anonymous identity (default 65534, nobody/nogroup).
+	AnonUID *uint32 `yaml:"anonuid"`
+	AnonGID *uint32 `yaml:"anongid"`
 }
+
+// Volume squash modes (Volume.Squash).
+const (
+	SquashRoot = "root"
+	SquashNone = "none"
+	SquashAll  = "all"
+)
+
+// DefaultAnonID is the uid and gid squashed users act as unless a volume says otherwise.
+const DefaultAnonID = 65534
 
 // RoleRef declares a user role, or gives a role (built-in or user) its
 // parameters.

@@ -304,6 +304,25 @@ func (s *source) decodeVolume(vol *Volume, path string, v *yaml.Node) {
 			vol.ReadOnly, _ = s.boolean(p, v)
 		case "path":
 			vol.Path, _ = s.scalar(p, v, "path: /srv/www")
+		case "squash":
+			vol.Squash, _ = s.scalar(p, v, "squash: root")
+		case "anonuid", "anongid":
+			str, ok := s.scalar(p, v, key+": 65534")
+			if !ok {
+				return
+			}
+			n, err := strconv.ParseUint(strings.TrimSpace(str), 10, 32)
+			if err != nil {
+				s.bad[p] = true
+				s.errAt(v, "write a number from 0 to 4294967294, or remove the line to use 65534", "volumes: %s %q is not a user or group id", key, str)
+				return
+			}
+			id := uint32(n)
+			if key == "anonuid" {
+				vol.AnonUID = &id
+			} else {
+				vol.AnonGID = &id
+			}
 		case "roles", "nodes":
 			dst := &vol.Roles
 			if key == "nodes" {

@@ -61,6 +61,12 @@ func parse(filename string, data []byte) (doc *yaml.Node, err error) {
 			doc, err = nil, ErrorList{{File: filename, Msg: fmt.Sprintf("cannot parse the file: %v", r), Fix: "check the YAML syntax"}}
 		}
 	}()
+	if len(data) > MaxFileSize {
+		return nil, ErrorList{{File: filename, Msg: fmt.Sprintf("the file is %d bytes, over the %d MiB limit", len(data), MaxFileSize>>20), Fix: "a cluster file is a few KiB: check the path"}}
+	}
+	if e := textProblem(filename, data); e != nil {
+		return nil, ErrorList{e}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	doc = &yaml.Node{}
 	if err := dec.Decode(doc); err != nil {

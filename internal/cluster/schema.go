@@ -41,7 +41,7 @@ func (s section) keys() []string {
 	case secNode:
 		return []string{"mac", "macs", "serial", "model", "arch", "image", "role", "ip", "netboot", "cmdline"}
 	case secVolume:
-		return []string{"readonly", "path", "roles", "nodes"}
+		return []string{"readonly", "path", "roles", "nodes", "squash", "anonuid", "anongid"}
 	case secRole:
 		return []string{"description", "vars"}
 	}
@@ -158,6 +158,12 @@ func synonym(s section, key string) string {
 		switch k {
 		case "read_only", "ro":
 			return "readonly"
+		case "root_squash":
+			return "squash"
+		case "anon_uid":
+			return "anonuid"
+		case "anon_gid":
+			return "anongid"
 		}
 	}
 	for _, known := range s.keys() {

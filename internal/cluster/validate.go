@@ -532,6 +532,19 @@ func (v *validator) volumes() {
 			continue
 		}
 		v.absPath(p+".path", vol.Path, "/srv/"+name)
+		switch vol.Squash {
+		case "", SquashRoot, SquashNone, SquashAll:
+		default:
+			s.errPath(p+".squash", false, "write root (the default), none or all", "volume %s: unknown squash %q", name, vol.Squash)
+		}
+		for _, a := range []struct {
+			key string
+			id  *uint32
+		}{{"anonuid", vol.AnonUID}, {"anongid", vol.AnonGID}} {
+			if a.id != nil && *a.id == 1<<32-1 {
+				s.errPath(p+"."+a.key, false, "use an id below 4294967295, e.g. 65534", "volume %s: %s %d is the invalid id (-1)", name, a.key, *a.id)
+			}
+		}
 		for i, r := range vol.Roles {
 			if !c.RoleKnown(r) {
 				s.errPath(indexPath(p+".roles", i), false, v.roleFix(r), "volume %s names role %q, which is neither built in nor under roles:", name, r)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -122,6 +123,9 @@ func (c *Controller) Listen() error {
 	}
 	srv := api.NewServer(socket, c, c.log.With("component", "api"))
 	srv.Handle("GET /metrics", promhttp.HandlerFor(c.metrics, promhttp.HandlerOpts{}))
+	if err := srv.Register(c.metrics); err != nil {
+		return err
+	}
 	if err := srv.Listen(); err != nil {
 		return err
 	}
@@ -165,15 +169,15 @@ func (c *Controller) Run(ctx context.Context) error {
 		// Listen, and a client asking right away must not see "starting".
 		c.setState(comp.Name(), "running", nil)
 		g.Go(func() error {
-			var err error
-			if ls, ok := comp.(listenServer); ok {
-				err = ls.Serve(ctx) // Listen already opened its sockets
-			} else {
-				err = comp.Run(ctx)
-			}
+			// One component's failure (an error, or a panic on its
+			// own goroutine) is reported and leaves the others
+			// serving: a broken NFS server must not take DHCP, TFTP
+			// and the API down with it.
+			err := runComponent(ctx, comp)
 			if err != nil && ctx.Err() == nil {
 				c.setState(comp.Name(), "failed", err)
-				return fmt.Errorf("%s: %w", comp.Name(), err)
+				c.log.Error("component failed; the others keep running", "component", comp.Name(), "err", err)
+				return nil
 			}
 			c.setState(comp.Name(), "stopped", nil)
 			return nil
@@ -197,6 +201,20 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.setState("api", "stopped", nil)
 	c.notify(daemon.SdNotifyStopping)
 	return err
+}
+
+// runComponent serves comp until ctx ends; a panic on the calling goroutine
+// becomes an error.
+func runComponent(ctx context.Context, comp Component) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic: %v\n%s", v, debug.Stack())
+		}
+	}()
+	if ls, ok := comp.(listenServer); ok {
+		return ls.Serve(ctx) // Listen already opened its sockets
+	}
+	return comp.Run(ctx)
 }
 
 // handleHangup reloads on SIGHUP. The channel is local to this controller,

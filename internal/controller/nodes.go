@@ -110,6 +110,7 @@ func (d *nodeDirectory) image(cl *cluster.Cluster, name string) (tftpd.Image, bo
 	}
 	if m := d.meta(name); m != nil && m.Boot.Kind != "" {
 		img.Cmdline = strings.TrimSpace(m.Boot.KernelArgs + " " + img.Cmdline)
+		img.Arch = m.Arch
 		img.Kind = tftpd.ImagePi
 		if m.Boot.Kind == images.BootX86 {
 			img.Kind = tftpd.ImageKernelInitrd
@@ -290,5 +291,5 @@ func (d *nodeDirectory) Volume(name string) (nfsd.Volume, bool) {
 	if path == "" {
 		path = filepath.Join(cl.Controller.StateDir, "volumes", name)
 	}
-	return nfsd.Volume{Name: name, Path: path, ReadOnly: v.ReadOnly}, true
+	return nfsd.Volume{Name: name, Path: path, ReadOnly: v.ReadOnly, Squash: v.Squash, AnonUID: v.AnonUID, AnonGID: v.AnonGID}, true
 }

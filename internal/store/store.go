@@ -78,7 +78,7 @@ func (s *Store) Document() (*cluster.Document, error) {
 }
 
 func (s *Store) read() ([]byte, error) {
-	data, err := os.ReadFile(s.path)
+	data, err := cluster.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &missingError{path: s.path, err: err}
 	}

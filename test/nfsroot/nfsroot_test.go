@@ -140,7 +140,36 @@ k2"`},
 		vm.Check{Name: "mkdir-in-image-dir", Script: `mkdir /etc/node.d && echo n1 > /etc/node.d/id && test "$(cat /etc/node.d/id)" = n1`},
 		vm.Check{Name: "symlink-abs-create", Script: `ln -s /etc/node.d/id /etc/node-id && test "$(readlink /etc/node-id)" = /etc/node.d/id && test "$(cat /etc/node-id)" = n1`},
 		vm.Check{Name: "mknod-block", Script: `mknod /tmp/blk b 7 3 && test -b /tmp/blk && test "$(stat -c %t:%T /tmp/blk)" = 7:3`},
-		vm.Check{Name: "mknod-char", Soft: true, Script: `mknod /tmp/chr c 1 3 && test -c /tmp/chr`}, // go-nfs NF3CHR defect
+		vm.Check{Name: "mknod-char", Script: `mknod /tmp/chr c 1 3 && test -c /tmp/chr && test "$(stat -c %t:%T /tmp/chr)" = 1:3`},
+		// Issue 15: a node root a multi-user node can trust. uid 1000
+		// ("u1000") acts through su; root is root on its own root.
+		vm.Check{Name: "user-add", Script: `echo 'u1000:x:1000:1000::/tmp:/bin/sh' >> /etc/passwd && echo 'u1000:x:1000:' >> /etc/group && su -s /bin/sh u1000 -c "test \$(id -u) = 1000"`},
+		vm.Check{Name: "user-cannot-read-root-0600", Script: `echo secret > /tmp/r600 && chmod 600 /tmp/r600 && ! su -s /bin/sh u1000 -c "cat /tmp/r600" && test "$(cat /tmp/r600)" = secret`},
+		vm.Check{Name: "user-cannot-append-root-0644", Script: `echo a > /tmp/r644 && chmod 644 /tmp/r644 && ! su -s /bin/sh u1000 -c "echo x >> /tmp/r644" && test "$(cat /tmp/r644)" = a`},
+		vm.Check{Name: "user-cannot-create-in-root-dir", Script: `mkdir -p /tmp/rdir && chmod 755 /tmp/rdir && ! su -s /bin/sh u1000 -c "touch /tmp/rdir/x" && ! test -e /tmp/rdir/x`},
+		vm.Check{Name: "user-cannot-delete-in-root-dir", Script: `touch /tmp/rdir/y && ! su -s /bin/sh u1000 -c "rm -f /tmp/rdir/y" && test -e /tmp/rdir/y`},
+		vm.Check{Name: "user-cannot-chmod-root-file", Script: `! su -s /bin/sh u1000 -c "chmod 666 /tmp/r644" && test "$(stat -c %a /tmp/r644)" = 644`},
+		vm.Check{Name: "user-cannot-chown-root-file", Script: `! su -s /bin/sh u1000 -c "chown 1000 /tmp/r644" && test "$(stat -c %u /tmp/r644)" = 0`},
+		vm.Check{Name: "user-owns-what-it-creates", Script: `mkdir -p /tmp/pub && chmod 1777 /tmp/pub && su -s /bin/sh u1000 -c "touch /tmp/pub/f && mkdir /tmp/pub/d" && test "$(stat -c %u:%g /tmp/pub/f)" = 1000:1000 && test "$(stat -c %u:%g /tmp/pub/d)" = 1000:1000`},
+		vm.Check{Name: "user-sticky-delete-refused", Script: `touch /tmp/pub/rootowned && ! su -s /bin/sh u1000 -c "rm -f /tmp/pub/rootowned" && test -e /tmp/pub/rootowned && su -s /bin/sh u1000 -c "rm /tmp/pub/f"`},
+		vm.Check{Name: "chmod-setuid-setgid-sticky", Script: `touch /tmp/sb && chmod u+s,g+s /tmp/sb && test "$(stat -c %a /tmp/sb)" = 6644 && mkdir /tmp/st && chmod 1777 /tmp/st && test "$(stat -c %a /tmp/st)" = 1777 && chmod 755 /tmp/st && test "$(stat -c %a /tmp/st)" = 755`},
+		vm.Check{Name: "hardlink-image-file", Script: `ln /etc/bin.count /tmp/bc && test "$(stat -c %h /etc/bin.count)" = 2 && test "$(cat /tmp/bc)" = "$(cat /etc/bin.count)" && rm /tmp/bc && test "$(stat -c %h /etc/bin.count)" = 1`},
+		vm.Check{Name: "mkfifo-socketless-types", Script: `mkfifo /tmp/ff && test -p /tmp/ff && mknod /tmp/bb b 7 9 && test -b /tmp/bb`},
+		vm.Check{Name: "touch-atime-apart", Script: `touch /tmp/at && touch -m -d "2001-01-01 00:00:00" /tmp/at && touch -a -d "2002-02-02 00:00:00" /tmp/at && test "$(stat -c %X /tmp/at)" != "$(stat -c %Y /tmp/at)"`},
+		vm.Check{Name: "ctime-moves-on-chmod", Script: `touch -d "2001-01-01 00:00:00" /tmp/ct && c1=$(stat -c %Z /tmp/ct) && sleep 1 && chmod 600 /tmp/ct && test $(stat -c %Z /tmp/ct) -gt $c1`},
+		vm.Check{Name: "rmdir-not-empty", Script: `mkdir -p /tmp/ne/x && ! rmdir /tmp/ne 2>/tmp/ne.err && grep -qi "not empty" /tmp/ne.err`},
+		// The same on a volume (root_squash, the default): root acts as
+		// nobody (65534), uid 1000 as itself.
+		vm.Check{Name: "volume-mount", Script: `mkdir -p /mnt/v && nfs_mount /volumes/shared /mnt/v "$PXE_NFS_OPTS,nosharecache" && test -d /mnt/v/pub`},
+		vm.Check{Name: "volume-root-squashed", Script: `! touch /mnt/v/byroot 2>/dev/null && touch /mnt/v/pub/byroot && test "$(stat -c %u:%g /mnt/v/pub/byroot)" = 65534:65534`},
+		vm.Check{Name: "volume-user-owns-what-it-creates", Script: `su -s /bin/sh u1000 -c "touch /mnt/v/pub/uf && mkdir /mnt/v/pub/ud" && test "$(stat -c %u:%g /mnt/v/pub/uf)" = 1000:1000 && test "$(stat -c %u:%g /mnt/v/pub/ud)" = 1000:1000`},
+		vm.Check{Name: "volume-user-cannot-append-others", Script: `! su -s /bin/sh u1000 -c "echo x >> /mnt/v/pub/byroot" && test ! -s /mnt/v/pub/byroot`},
+		vm.Check{Name: "volume-user-cannot-delete-others", Script: `test -k /mnt/v/pub && ! su -s /bin/sh u1000 -c "rm -f /mnt/v/pub/byroot" && test -e /mnt/v/pub/byroot`},
+		vm.Check{Name: "volume-mkfifo-mknod", Script: `su -s /bin/sh u1000 -c "mkfifo /mnt/v/pub/ud/ff" && test -p /mnt/v/pub/ud/ff && ! mknod /mnt/v/pub/bdev b 7 9 2>/dev/null`},
+		vm.Check{Name: "volume-hardlink", Script: `su -s /bin/sh u1000 -c "ln /mnt/v/pub/uf /mnt/v/pub/ud/uf2" && test "$(stat -c %h /mnt/v/pub/uf)" = 2`},
+		vm.Check{Name: "volume-chmod-special-bits", Script: `su -s /bin/sh u1000 -c "chmod 1777 /mnt/v/pub/ud && chmod u+s /mnt/v/pub/uf" && test "$(stat -c %a /mnt/v/pub/ud)" = 1777 && test "$(stat -c %a /mnt/v/pub/uf)" = 4644`},
+		vm.Check{Name: "volume-fresh-dirs-first-op", Script: `i=0; while [ $i -lt 40 ]; do su -s /bin/sh u1000 -c "mkdir /mnt/v/pub/fresh && cd /mnt/v/pub/fresh && touch f && ln f g && mkfifo p && cd / && rm -r /mnt/v/pub/fresh" || exit 1; i=$((i+1)); done`},
+		vm.Check{Name: "volume-umount", Script: `umount /mnt/v`},
 		vm.Check{Name: "delete-image-file", Script: `rm /etc/image-motd && ! test -e /etc/image-motd && ! ls /etc | grep -qx image-motd`},
 		vm.Check{Name: "whiteout-after-remount", Script: `mkdir -p /mnt/again && nfs_mount /nodes/node1 /mnt/again "$PXE_NFS_OPTS,nosharecache" && ! test -e /mnt/again/etc/image-motd && test -e /mnt/again/etc/image-conf && test "$(cat /mnt/again/etc/node.d/id)" = n1 && umount /mnt/again`},
 		vm.Check{Name: "other-node-refused", Script: `mkdir -p /mnt/other && ! nfs_mount /nodes/node2 /mnt/other "$PXE_NFS_OPTS,nosharecache"`},
@@ -163,7 +192,15 @@ chk restart-exec '/bin/busybox true'
 chk restart-read-moved 'test "$(cat /etc/image-name.old)" = img1 && test "$(cat /opt/app2/b)" = b'
 chk restart-write 'echo after > /tmp/after && test "$(cat /tmp/after)" = after'`
 	r1 := roleLayer(t, vm.RootfsSpec{Checks: node1Checks, Script: restartScript}, map[string]string{"etc/role": "node1-gen1\n"})
-	c.add(nfsd.Node{Name: node1.name, ImageRoot: img, RoleLayer: r1}, node1.addr.Addr())
+	c.add(nfsd.Node{Name: node1.name, ImageRoot: img, RoleLayer: r1, Volumes: []string{"shared"}}, node1.addr.Addr())
+	shared := filepath.Join(t.TempDir(), "shared")
+	if err := os.MkdirAll(filepath.Join(shared, "pub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(shared, "pub"), 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	c.volumes["shared"] = nfsd.Volume{Name: "shared", Path: shared}
 
 	node2Checks := []vm.Check{
 		{Name: "root-export", Script: `grep -q "/nodes/node2 / nfs " /proc/mounts`},
