@@ -83,6 +83,9 @@ mkdir -p /mnt/pjd && nfs_mount /volumes/pjd /mnt/pjd "$PXE_NFS_OPTS,nosharecache
 				switch {
 				case strings.HasPrefix(line, "not ok"):
 					bad++
+					if notOK+bad <= 40 {
+						t.Logf("%s %s: %s", fs, filepath.Base(f), line)
+					}
 				case strings.HasPrefix(line, "ok"):
 					ok++
 				}
