@@ -22,7 +22,10 @@ DEBS := ca-certificates curl iproute2 procps kmod cpio xz-utils zstd \
 # Only the benchmarks need these competitors.
 BENCH_DEBS := nfs-ganesha nfs-ganesha-vfs rpcbind
 
-.PHONY: all build test unit lint deps bench-deps bench demo fuzz clean
+# pjdfstest (../shared/third_party) is built statically from source.
+PJDFSTEST_DEBS := autoconf automake gcc make
+
+.PHONY: all build test unit lint deps bench-deps pjdfstest-deps pjdfstest bench demo fuzz clean
 
 all: build
 
@@ -39,7 +42,8 @@ build:
 # inside network namespaces.
 deps: PKGS = $(DEBS)
 bench-deps: PKGS = $(DEBS) $(BENCH_DEBS)
-deps bench-deps:
+pjdfstest-deps: PKGS = $(DEBS) $(PJDFSTEST_DEBS)
+deps bench-deps pjdfstest-deps:
 	@missing=$$(for p in $(PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "make deps: installing $$missing"; \
@@ -72,6 +76,12 @@ fuzz:
 # bench: side-by-side comparisons with the best existing tools; prints tables.
 bench: bench-deps build
 	@for b in test/bench/*/run.sh; do [ -x "$$b" ] || continue; echo "== $$b"; "$$b" || exit 1; done
+
+# pjdfstest: every pjdfstest script in a QEMU guest on a node root and on a
+# volume (slow under TCG: the chmod scripts alone take ~20 minutes);
+# PICTL_PJDFSTEST_TESTS="chmod/*.t" runs a subset.
+pjdfstest: pjdfstest-deps
+	PICTL_PJDFSTEST=1 $(GO) test -count=1 -timeout 180m -run '^TestPjdfstest$$' -v ./test/nfsroot
 
 # demo: two QEMU machines netboot from pictl in a private network namespace
 # (artefacts cached in .cache/ after the first run); Ctrl-C cleans up.
