@@ -77,7 +77,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, decode bool) error {
 			}
 		}
 		if len(line) == 2 {
-			return nil
+			return dst.Flush()
 		}
 	}
 }
