@@ -79,8 +79,8 @@ func (h *head) keepAlive() bool {
 
 // readBlock reads header lines up to and including the empty line into
 // h.buf. Every line must end in CRLF; a bare LF, a lone CR, or more than
-// limit bytes is refused. Leading empty lines before a request line are
-// tolerated (RFC 9112 2.2) only as CRLF.
+// limit bytes is refused. An empty line before the start line is refused
+// too (RFC 9112 2.2 allows ignoring it; net/http does not).
 func (h *head) readBlock(br *bufio.Reader, limit int) error {
 	first := true
 	for {
@@ -111,10 +111,8 @@ func (h *head) readBlock(br *bufio.Reader, limit int) error {
 			return bad("line not terminated by CRLF")
 		}
 		if len(l) == 2 {
-			if first && start == 0 {
-				// Empty line before the start line: skip it.
-				h.buf = h.buf[:0]
-				continue
+			if first {
+				return bad("empty start line")
 			}
 			return nil
 		}
