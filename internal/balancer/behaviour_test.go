@@ -362,7 +362,16 @@ func TestSlowClientsRefusedWithoutHarm(t *testing.T) {
 }
 
 func TestWebSocketThroughProxy(t *testing.T) {
-	ws := backendServer(t, "ws", websocket.Handler(func(c *websocket.Conn) { io.Copy(c, c) }).ServeHTTP)
+	ws := backendServer(t, "ws", websocket.Handler(func(c *websocket.Conn) {
+		// Message by message: io.Copy would echo a large message as
+		// several frames.
+		var msg string
+		for websocket.Message.Receive(c, &msg) == nil {
+			if websocket.Message.Send(c, msg) != nil {
+				return
+			}
+		}
+	}).ServeHTTP)
 	b, addr := startBalancer(t, Config{})
 	b.SetMembers([]Member{memberOf(t, "ws", hostOf(ws))})
 	conn, err := websocket.Dial("ws://"+addr+"/echo", "", "http://"+addr)

@@ -235,7 +235,12 @@ func (b *Balancer) forward(cc *clientConn) bool {
 			(!aerr.reached || replayable && idempotent(req.method))
 		if !retry {
 			m.codes[502].Add(1)
-			return b.writeStatus(cc, "502 Bad Gateway", !hasBody || !aerr.reached)
+			bodyConsumed := !hasBody
+			if replayable && req.contentLength > 0 && int64(cc.br.Buffered()) >= req.contentLength {
+				cc.br.Discard(int(req.contentLength)) // still buffered: drop it, keep the connection
+				bodyConsumed = true
+			}
+			return b.writeStatus(cc, "502 Bad Gateway", bodyConsumed)
 		}
 	}
 }
@@ -323,9 +328,7 @@ func (b *Balancer) attempt(cc *clientConn, m *backend, stickyHit bool, start tim
 		// Nothing written: the member never saw this request.
 		return false, &attemptError{kind: failReset, reached: n > 0, err: err}
 	}
-	if bodyInOut {
-		cc.br.Discard(int(req.contentLength))
-	} else if req.contentLength > 0 || req.chunked {
+	if !bodyInOut && (req.contentLength > 0 || req.chunked) {
 		if aerr := b.copyRequestBody(cc, mc); aerr != nil {
 			mc.c.Close()
 			return false, aerr
@@ -346,12 +349,17 @@ func (b *Balancer) attempt(cc *clientConn, m *backend, stickyHit bool, start tim
 			}
 			return false, &attemptError{kind: kind, reached: true, err: err}
 		}
+		if bodyInOut {
+			// The member answered: no retry will need the body again.
+			cc.br.Discard(int(req.contentLength))
+			bodyInOut = false
+		}
 		if resp.status >= 200 || resp.status == 101 {
 			break
 		}
 		// Interim response (but 100 we already answered ourselves):
 		// relay it and read on.
-		cc.out = appendResponseHead(cc.out[:0], resp, false, false, nil)
+		cc.out = appendResponseHead(cc.out[:0], resp, true, false, nil)
 		if _, err := cc.c.Write(cc.out); err != nil {
 			mc.c.Close()
 			return false, &attemptError{kind: failReset, reached: true, clientSide: true, err: err}
@@ -434,7 +442,7 @@ func (b *Balancer) relayResponse(cc *clientConn, mc *memberConn, m *backend, sti
 			mc.c.Close()
 			return false, false
 		}
-		cc.out = appendResponseHead(cc.out[:0], resp, false, false, nil)
+		cc.out = appendResponseHead(cc.out[:0], resp, true, false, nil)
 		cc.out = append(cc.out, "Connection: Upgrade\r\nUpgrade: "...)
 		cc.out = append(cc.out, resp.upgrade...)
 		cc.out = append(cc.out, "\r\n\r\n"...)
