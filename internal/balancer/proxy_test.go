@@ -131,3 +131,43 @@ func TestNoMemberIsFast503(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+func TestPerClientConnectionLimit(t *testing.T) {
+	srv := backendServer(t, "a", nil)
+	b, addr := startBalancer(t, Config{MaxConnsPerClient: 2})
+	b.SetMembers([]Member{memberOf(t, "a", hostOf(srv))})
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// A request answered proves the connection was accepted and counted.
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if line, _ := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200") {
+			t.Fatalf("connection %d: %q", i, line)
+		}
+		held = append(held, c)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 503") {
+		t.Fatalf("third connection from one client: %q", line)
+	}
+	held[0].Close()
+	waitFor(t, "a slot freed", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.HasPrefix(line, "HTTP/1.1 200")
+	})
+}
