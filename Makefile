@@ -20,7 +20,7 @@ DEBS := ca-certificates curl iproute2 procps kmod cpio xz-utils zstd \
         systemd nginx-light
 
 # Only the benchmarks need these competitors.
-BENCH_DEBS := nfs-ganesha nfs-ganesha-vfs rpcbind
+BENCH_DEBS := nfs-ganesha nfs-ganesha-vfs rpcbind wrk haproxy
 
 # pjdfstest (../shared/third_party) is built statically from source.
 PJDFSTEST_DEBS := autoconf automake gcc make
