@@ -288,7 +288,13 @@ func (x *export) info(t *tree, e *entry) (*fileInfo, error) {
 		name = "/"
 	}
 	fi := newFileInfo(name, &e.st, id, mergedDir(t, e, id))
-	fi.mtim = stamped(fi.mtim, t.roleStamp(e))
+	// Linux's NFSv3 client takes its change attribute from ctime, so the
+	// role layer's stamp goes on both times (see roleStamp).
+	if stamp := t.roleStamp(e); stamp != 0 {
+		fi.mtim = stamped(fi.mtim, stamp)
+		ct := stamped(time.Unix(fi.ctim.Unix()), stamp)
+		fi.ctim = unix.NsecToTimespec(ct.UnixNano())
+	}
 	return fi, nil
 }
 
