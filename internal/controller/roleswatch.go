@@ -17,29 +17,53 @@ import (
 // gathered for a moment, and a periodic look at the whole tree as a
 // safety net (no inotify on NFS, missed events).
 func watchTree(ctx context.Context, dir string, onChange func()) error {
+	tw, err := newTreeWatch(dir)
+	if err != nil {
+		return err
+	}
+	return tw.run(ctx, onChange)
+}
+
+// treeWatch is a watch set up and fingerprinted, not yet running: changes
+// made after newTreeWatch returns are reported by run.
+type treeWatch struct {
+	dir  string
+	w    *fsnotify.Watcher
+	last string
+}
+
+func newTreeWatch(dir string) (*treeWatch, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", dir, err)
+		return nil, fmt.Errorf("watch %s: %w", dir, err)
 	}
+	tw := &treeWatch{dir: dir, w: w}
+	tw.addAll()
+	tw.last = treeFingerprint(dir)
+	return tw, nil
+}
+
+// addAll watches dir's parent, dir and its subdirectories (new ones too).
+func (tw *treeWatch) addAll() {
+	_ = tw.w.Add(filepath.Dir(tw.dir))
+	_ = filepath.WalkDir(tw.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = tw.w.Add(p)
+		}
+		return nil
+	})
+}
+
+func (tw *treeWatch) run(ctx context.Context, onChange func()) error {
+	w, dir := tw.w, tw.dir
 	defer w.Close()
-	addAll := func() {
-		_ = w.Add(filepath.Dir(dir))
-		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				_ = w.Add(p)
-			}
-			return nil
-		})
-	}
-	addAll()
-	last := treeFingerprint(dir)
 	var settle <-chan time.Time
 	poll := time.NewTicker(2 * time.Second)
 	defer poll.Stop()
 	check := func() {
-		addAll() // new subdirectories
-		if fp := treeFingerprint(dir); fp != last {
-			last = fp
+		tw.addAll()
+		if fp := treeFingerprint(dir); fp != tw.last {
+			tw.last = fp
 			onChange()
 		}
 	}

@@ -19,7 +19,11 @@ func TestWatchTree(t *testing.T) {
 	}
 	changes := make(chan struct{}, 16)
 	done := make(chan error, 1)
-	go func() { done <- watchTree(ctx, dir, func() { changes <- struct{}{} }) }()
+	tw, err := newTreeWatch(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- tw.run(ctx, func() { changes <- struct{}{} }) }()
 	wait := func(what string) {
 		t.Helper()
 		select {
