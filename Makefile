@@ -56,6 +56,8 @@ deps bench-deps pjdfstest-deps:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# The agent ships to 32-bit Pis: the armhf build must keep compiling.
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o /dev/null ./cmd/pictl
 
 # unit: everything that needs no root and no QEMU (fast feedback).
 unit:

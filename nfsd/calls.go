@@ -400,8 +400,8 @@ func (r *xdrReader) sattr() sattr {
 		switch *p.how {
 		case dontChange, setToServerTime:
 		case setToClientTime:
-			p.ts.Sec = int64(r.u32())
-			p.ts.Nsec = int64(r.u32())
+			sec := int64(r.u32())
+			*p.ts = unix.NsecToTimespec(sec*1e9 + int64(r.u32()))
 		default:
 			r.bad = true
 		}

@@ -86,7 +86,8 @@ func (k *nfsReq) setattr() bool {
 	guard := r.u32() != 0
 	var guardCtime unix.Timespec
 	if guard {
-		guardCtime.Sec, guardCtime.Nsec = int64(r.u32()), int64(r.u32())
+		sec := int64(r.u32())
+		guardCtime = unix.NsecToTimespec(sec*1e9 + int64(r.u32()))
 	}
 	if r.bad {
 		return false
@@ -465,8 +466,8 @@ func (k *nfsReq) create() bool {
 		// knfsd keeps the verifier in the times; a retransmitted
 		// CREATE finds it there.
 		rest.atime, rest.mtime = setToClientTime, setToClientTime
-		rest.mtimeTS = unix.Timespec{Sec: int64(binary.BigEndian.Uint32(verf) & 0x7fffffff)}
-		rest.atimeTS = unix.Timespec{Sec: int64(binary.BigEndian.Uint32(verf[4:]) & 0x7fffffff)}
+		rest.mtimeTS = unix.NsecToTimespec(int64(binary.BigEndian.Uint32(verf)&0x7fffffff) * 1e9)
+		rest.atimeTS = unix.NsecToTimespec(int64(binary.BigEndian.Uint32(verf[4:])&0x7fffffff) * 1e9)
 	}
 	if rest.setSize || rest.setUID || rest.setGID || rest.atime != dontChange || rest.mtime != dontChange {
 		if err := x.setAttrs(t, p, func(host string, st *unix.Stat_t) error { return k.applySattr(host, st, &rest) }); err != nil {
@@ -478,8 +479,8 @@ func (k *nfsReq) create() bool {
 
 func verifierMatches(st *unix.Stat_t, verf []byte) bool {
 	return st.Size == 0 &&
-		st.Mtim.Sec == int64(binary.BigEndian.Uint32(verf)&0x7fffffff) &&
-		st.Atim.Sec == int64(binary.BigEndian.Uint32(verf[4:])&0x7fffffff)
+		int64(st.Mtim.Sec) == int64(binary.BigEndian.Uint32(verf)&0x7fffffff) &&
+		int64(st.Atim.Sec) == int64(binary.BigEndian.Uint32(verf[4:])&0x7fffffff)
 }
 
 // created answers a CREATE-like call for the object now at p: its handle
