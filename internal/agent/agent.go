@@ -127,8 +127,14 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 	}
 	rep.Stages.LayerVisible = time.Since(start)
 
-	if maybeThere && a.targetActive(ctx, d.Target) {
-		return a.settle(ctx, rep)
+	if maybeThere {
+		// The agent starts early in the boot, while systemd still works
+		// towards default.target (MariaDB may take a minute under
+		// emulation): judge the target once the boot's jobs are done.
+		a.waitNoJobs(ctx)
+		if a.targetActive(ctx, d.Target) {
+			return a.settle(ctx, rep)
+		}
 	}
 	if maybeThere {
 		a.tell(ctx, rep)
@@ -140,7 +146,10 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 	}
 	rep.Stages.Reload = time.Since(t)
 
-	if d.Reboot {
+	// A reboot switch is done once the node booted with the layer: a
+	// target that did not come up then is isolated, never rebooted again
+	// (that would loop).
+	if d.Reboot && !maybeThere {
 		log.Info("rebooting into the new role")
 		if err := a.Systemd.Reboot(ctx); err != nil {
 			return failed(rep, fmt.Errorf("reboot: %w", err))
@@ -169,6 +178,17 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 func (a *Agent) tell(ctx context.Context, rep Report) {
 	if err := a.Client.Report(ctx, rep); err != nil {
 		a.log().Debug("interim report failed", "err", err)
+	}
+}
+
+// waitNoJobs waits, at most SettleTimeout, until systemd has no job queued.
+func (a *Agent) waitNoJobs(ctx context.Context) {
+	deadline := time.Now().Add(orDefault(a.SettleTimeout, 2*time.Minute))
+	for {
+		jobs, err := a.Systemd.Jobs(ctx)
+		if err != nil || jobs == 0 || time.Now().After(deadline) || !sleep(ctx, orDefault(a.Tick, 200*time.Millisecond)) {
+			return
+		}
 	}
 }
 
