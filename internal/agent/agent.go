@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,6 +31,9 @@ type Systemd interface {
 	// behind mariadb.socket, which the package enabled in the image), so
 	// the mask alone would leave the old role's service running.
 	StopMasked(ctx context.Context) ([]string, error)
+	// Stop stops those of units that are active (or starting) and names
+	// them; units not loaded or already inactive are left alone.
+	Stop(ctx context.Context, units []string) ([]string, error)
 	// Reboot reboots the node.
 	Reboot(ctx context.Context) error
 }
@@ -76,6 +80,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // retried forever: the node keeps running its role meanwhile.
 func (a *Agent) Run(ctx context.Context) error {
 	applied := "" // the first poll answers at once: check what runs now
+	var from Desired // what the node ran before d; zero right after start
 	for ctx.Err() == nil {
 		d, err := a.Client.Desired(ctx, applied, orDefault(a.Poll, 50*time.Second))
 		if err != nil {
@@ -91,7 +96,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		// Right after start the node may already run d: it booted into
 		// its role, or only the agent restarted.
-		rep := a.Apply(ctx, d, applied == "")
+		rep := a.Apply(ctx, d, from, applied == "")
 		if ctx.Err() != nil {
 			break
 		}
@@ -103,7 +108,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			break
 		}
-		applied = d.Layer
+		applied, from = d.Layer, d
 		if d.Reboot && rep.State == StateSwitching {
 			// The reboot is under way; keep quiet until it takes us.
 			<-ctx.Done()
@@ -112,9 +117,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// Apply brings the node to d and says how that went. With maybeThere, a
-// node whose target is already active is only reported on.
-func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
+// Apply brings the node from the role it ran (from; zero when unknown)
+// to d and says how that went. With maybeThere, a node whose target is
+// already active is only reported on.
+func (a *Agent) Apply(ctx context.Context, d Desired, from Desired, maybeThere bool) Report {
 	rep := Report{Layer: d.Layer, Role: d.Role, Target: d.Target, State: StateSwitching}
 	log := a.log().With("role", d.Role, "target", d.Target, "layer", d.Layer)
 
@@ -138,6 +144,16 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 	}
 	if maybeThere {
 		a.tell(ctx, rep)
+	}
+
+	// What the old target pulled in, read before the reload forgets the
+	// old role's unit files: isolate leaves mount units alone (systemd
+	// ignores them on isolate) and a reloaded mount unit without its file
+	// has lost StopWhenUnneeded=, so the old role's volume would stay
+	// mounted.
+	var before []UnitState
+	if from.Target != "" && from.Target != d.Target {
+		before, _ = a.Systemd.Units(ctx, from.Target)
 	}
 
 	t := time.Now()
@@ -171,6 +187,15 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 	if len(stopped) > 0 {
 		log.Info("stopped units the new role masks", "units", stopped)
 	}
+	if left := a.leftovers(ctx, before, d.Target); len(left) > 0 {
+		stopped, err := a.Systemd.Stop(ctx, left)
+		if err != nil {
+			return failed(rep, fmt.Errorf("stop what the old role started: %w", err))
+		}
+		if len(stopped) > 0 {
+			log.Info("stopped units of the old role", "role", from.Role, "units", stopped)
+		}
+	}
 	return a.settle(ctx, rep)
 }
 
@@ -179,6 +204,25 @@ func (a *Agent) tell(ctx context.Context, rep Report) {
 	if err := a.Client.Report(ctx, rep); err != nil {
 		a.log().Debug("interim report failed", "err", err)
 	}
+}
+
+// leftovers are the units of the old target (before, its own entry
+// first) that target does not want.
+func (a *Agent) leftovers(ctx context.Context, before []UnitState, target string) []string {
+	if len(before) < 2 {
+		return nil
+	}
+	now, err := a.Systemd.Units(ctx, target)
+	if err != nil {
+		return nil
+	}
+	var left []string
+	for _, u := range before[1:] {
+		if !slices.ContainsFunc(now, func(n UnitState) bool { return n.Name == u.Name }) {
+			left = append(left, u.Name)
+		}
+	}
+	return left
 }
 
 // waitNoJobs waits, at most SettleTimeout, until systemd has no job queued.

@@ -91,6 +91,14 @@ func (f *fakeSystemd) Units(_ context.Context, target string) ([]UnitState, erro
 	return out, nil
 }
 
+// Stop records the units the agent stops.
+func (f *fakeSystemd) Stop(_ context.Context, units []string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "stop "+strings.Join(units, " "))
+	return units, nil
+}
+
 // StopMasked records that the agent asked.
 func (f *fakeSystemd) StopMasked(context.Context) ([]string, error) {
 	f.mu.Lock()
@@ -225,7 +233,9 @@ func TestAgentSwitches(t *testing.T) {
 	if r.State != StateFailed || r.Failed != "mariadb.service" || r.Target != "pictl-role-db.target" || r.Layer != "L2" {
 		t.Fatalf("db report: %+v", r)
 	}
-	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target", "stop-masked"}) {
+	// web's units, which db does not want, are stopped after the isolate
+	// (systemd leaves mount units alone on isolate).
+	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target", "stop-masked", "stop nginx.service mnt-www.mount"}) {
 		t.Fatalf("systemd calls: %q", c)
 	}
 	sd.mu.Lock()
