@@ -80,6 +80,8 @@ func (s *nodeSystemd) Units(_ context.Context, target string) ([]agent.UnitState
 
 func (s *nodeSystemd) StopMasked(context.Context) ([]string, error) { return nil, nil }
 
+func (s *nodeSystemd) Stop(context.Context, []string) ([]string, error) { return nil, nil }
+
 func (s *nodeSystemd) Jobs(context.Context) (int, error) { return 0, nil }
 
 func (s *nodeSystemd) Reboot(context.Context) error { return nil }
