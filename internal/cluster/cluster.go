@@ -24,6 +24,7 @@ type Cluster struct {
 	Nodes      map[string]*Node    `yaml:"nodes"`
 	Volumes    map[string]*Volume  `yaml:"volumes"`
 	Roles      map[string]*RoleRef `yaml:"roles"`
+	Balancer   Balancer            `yaml:"balancer"`
 }
 
 // Controller describes the host pictl runs on.

@@ -24,6 +24,8 @@ func TestSchemaMatchesStructTags(t *testing.T) {
 		{secNode, Node{}, []string{"mac", "macs"}},
 		{secVolume, Volume{}, nil},
 		{secRole, RoleRef{}, nil},
+		{secBalancer, Balancer{}, nil},
+		{secBalancerCheck, BalancerCheck{}, nil},
 	} {
 		var tags []string
 		rt := reflect.TypeOf(tc.typ)
