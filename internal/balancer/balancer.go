@@ -28,6 +28,9 @@ const (
 // HealthCheck configures active checks; a zero Interval disables them and
 // members are taken as up once the membership says they are ready.
 type HealthCheck struct {
+	// Kind is CheckHTTP (a GET of Path expecting Status, default) or
+	// CheckTCP (a connection that opens).
+	Kind     string
 	Interval time.Duration
 	Path     string        // default "/"
 	Status   int           // expected status, default 200
@@ -35,6 +38,12 @@ type HealthCheck struct {
 	Rise     int           // passes to come back up, default 2
 	Fall     int           // failures to go down, default 3
 }
+
+// Health check kinds (HealthCheck.Kind).
+const (
+	CheckHTTP = "http"
+	CheckTCP  = "tcp"
+)
 
 // Config of a Balancer. Zero fields take the defaults in brackets.
 type Config struct {
@@ -109,6 +118,13 @@ func (c *Config) setDefaults() error {
 	def(&c.EjectBase, time.Second)
 	def(&c.EjectMax, 30*time.Second)
 	h := &c.Health
+	switch h.Kind {
+	case "":
+		h.Kind = CheckHTTP
+	case CheckHTTP, CheckTCP:
+	default:
+		return fmt.Errorf("balancer health check kind %q: want %s or %s", h.Kind, CheckHTTP, CheckTCP)
+	}
 	if h.Path == "" {
 		h.Path = "/"
 	}
@@ -270,8 +286,14 @@ func (b *Balancer) SetMembers(list []Member) {
 		} else if cur != nil {
 			delete(byName, m.Name)
 			cur.weight.Store(int64(max(m.Weight, 1)))
-			if !m.Ready && cur.state.Load() < stateDraining {
+			switch st := cur.state.Load(); {
+			case !m.Ready && st < stateDraining:
 				go b.drainBackend(cur, false)
+			case m.Ready && st == stateDraining:
+				// Ready again (its role is back, or a drain before a
+				// change that did not happen): in service once checked.
+				cur.undrain()
+				b.startHealth(cur)
 			}
 			next = append(next, cur)
 			continue
