@@ -27,7 +27,9 @@ type BalancerMember struct {
 	Address string `json:"address" yaml:"address"` // addr:port
 	Weight  int    `json:"weight" yaml:"weight"`
 	// State: pending (first check not passed), up, ejected (passive
-	// backoff), down (checks failing), draining, removed (left, draining).
+	// backoff), down (checks failing), draining, removed (left, draining),
+	// or "role switching|failed|not seen" (its agent does not report the
+	// role active: out of rotation).
 	State     string  `json:"state" yaml:"state"`
 	InFlight  int64   `json:"in_flight" yaml:"in_flight"`
 	Requests  uint64  `json:"requests" yaml:"requests"`

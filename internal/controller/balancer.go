@@ -408,9 +408,21 @@ func (bc *balancerComponent) Balancer() api.Balancer {
 		out.Policy = "round-robin"
 	}
 	out.Check = describeCheck(run.cfg.Health)
+	// A member out of rotation because its agent does not report the
+	// role active says so, rather than just "draining".
+	roleState := map[string]string{}
+	if ms, ok := bc.membership(); ok {
+		for _, m := range ms.Members(run.role) {
+			roleState[m.Node] = m.State
+		}
+	}
 	for _, m := range st.Members {
+		state := m.State
+		if rs, ok := roleState[m.Name]; ok && rs != api.RoleActive && state == "draining" {
+			state = "role " + rs
+		}
 		out.Members = append(out.Members, api.BalancerMember{
-			Node: m.Name, Address: m.Address, Weight: m.Weight, State: m.State,
+			Node: m.Name, Address: m.Address, Weight: m.Weight, State: state,
 			InFlight: m.InFlight, Requests: m.Requests, Errors: m.Errors, Ejections: m.Ejections,
 			P50: m.P50.Seconds(), P99: m.P99.Seconds(),
 		})

@@ -218,8 +218,8 @@ func TestBalancerFollowsMembership(t *testing.T) {
 	fmem.set("web", a, b, cNotSeen)
 	waitUntil(t, "b up", func() bool { return memberState(bc, "b") == "up" })
 	load.waitMore(t, "GETs with a and b", 200)
-	if got := memberState(bc, "c"); got != "draining" {
-		t.Errorf("c before its agent reports: %q, want draining (not in rotation)", got)
+	if got := memberState(bc, "c"); got != "role not seen" {
+		t.Errorf("c before its agent reports: %q, want role not seen (not in rotation)", got)
 	}
 	if hitsOf(&hits, "c") != 0 {
 		t.Errorf("c got %d requests before its role was active", hitsOf(&hits, "c"))
@@ -246,7 +246,7 @@ func TestBalancerFollowsMembership(t *testing.T) {
 	bFailed := b
 	bFailed.State = api.RoleFailed
 	fmem.set("web", bFailed, c)
-	waitUntil(t, "b draining", func() bool { return memberState(bc, "b") == "draining" })
+	waitUntil(t, "b out of rotation", func() bool { return memberState(bc, "b") == "role failed" })
 	load.waitMore(t, "GETs with c alone", 200)
 	// a drain for another role is not the balancer's business.
 	if err := bc.Drain(context.Background(), "db", "c", netip.Addr{}); err != nil || memberState(bc, "c") != "up" {
