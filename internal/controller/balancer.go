@@ -172,11 +172,13 @@ func (bc *balancerComponent) Reload(_ context.Context, cl *cluster.Cluster) erro
 }
 
 // apply follows a new cluster state: a new balancer when its settings
-// changed, a new socket when the port did, new members in any case.
+// changed, a new socket when the port did, new members in any case. Only
+// Serve's goroutine calls it, and only it (and Listen) replaces bc.run and
+// bc.port; bc.mu guards them for the readers (Drain, status, metrics).
 func (bc *balancerComponent) apply(ctx context.Context, cl *cluster.Cluster) {
 	bc.mu.Lock()
-	defer bc.mu.Unlock()
-	run := bc.run
+	run, port := bc.run, bc.port
+	bc.mu.Unlock()
 	cfg, role := bc.settings(cl)
 	if cfg != run.cfg || role != run.role {
 		next, err := bc.newRun(cl)
@@ -184,23 +186,26 @@ func (bc *balancerComponent) apply(ctx context.Context, cl *cluster.Cluster) {
 			bc.log.Error("balancer settings rejected; keeping the old ones", "err", err)
 		} else {
 			bc.startRun(ctx, next)
-			warmUp(ctx, next, run)
-			bc.serveOn(next, bc.port) // takes the socket's next connection
-			bc.retire(run, nil)       // finishes what it has
+			warmUp(ctx, next, run) // unlocked: drains and status go to the old one meanwhile
+			bc.mu.Lock()
+			bc.serveOn(next, port) // takes the socket's next connection
+			bc.retire(run, nil)    // finishes what it has
 			bc.run, run = next, next
+			bc.mu.Unlock()
 			bc.log.Info("balancer settings changed; a new balancer took over", "role", role, "mode", next.cfg.Mode, "policy", next.cfg.Policy)
 		}
 	}
-	if !samePort(bc.port.Addr(), cl.Ports.Balancer, bc.host) {
+	if !samePort(port.Addr(), cl.Ports.Balancer, bc.host) {
 		p, err := openPort("tcp", bc.listenAddr(cl))
 		if err != nil {
 			bc.log.Error("ports.balancer changed but the new port cannot be opened; still serving the old one", "port", cl.Ports.Balancer, "err", err)
 		} else {
-			old := bc.port
+			bc.mu.Lock()
 			bc.serveOn(run, p) // the new socket serves before the old one closes
 			bc.stopServes(run, 0, len(run.serves)-1)
 			bc.port = p
-			bc.closePortAfter(old)
+			bc.mu.Unlock()
+			bc.closePortAfter(port)
 			bc.log.Info("balancer moved to a new port", "listen", p.Addr().String())
 		}
 	}
