@@ -54,6 +54,8 @@ type Config struct {
 	MaxHeaderBytes        int           // request head limit [8 KiB]; more → 431
 	ReadHeaderTimeout     time.Duration // from first byte to end of head [10s]
 	IdleTimeout           time.Duration // client keep-alive idle [60s]
+	BodyIdleTimeout       time.Duration // a request or response body moving nothing either way [60s]
+	TunnelIdleTimeout     time.Duration // an Upgrade (WebSocket) or tcp-mode tunnel quiet both ways [5m]
 	MaxConns              int           // client connections at once [10000]
 	MaxConnsPerClient     int           // per client address [256]
 	DialTimeout           time.Duration // [2s]
@@ -100,6 +102,8 @@ func (c *Config) setDefaults() error {
 	defInt(&c.MaxHeaderBytes, 8<<10)
 	def(&c.ReadHeaderTimeout, 10*time.Second)
 	def(&c.IdleTimeout, 60*time.Second)
+	def(&c.BodyIdleTimeout, 60*time.Second)
+	def(&c.TunnelIdleTimeout, 5*time.Minute)
 	defInt(&c.MaxConns, 10000)
 	defInt(&c.MaxConnsPerClient, 256)
 	def(&c.DialTimeout, 2*time.Second)
