@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -158,6 +159,10 @@ type Balancer struct {
 	mu      sync.Mutex // serialises membership changes
 	gone    []*backend // removed but still draining, for Status
 
+	// std is the member side of the TLS listener (tls.go).
+	std     atomic.Pointer[http.Transport]
+	stdOnce sync.Once
+
 	conns   connLimiter
 	pools   sync.Pool // *clientConn
 	writers sync.Pool // *bufio.Writer for chunked request bodies
@@ -203,6 +208,15 @@ func (b *Balancer) Close() {
 	b.stop()
 	for _, m := range *b.members.Load() {
 		m.closeIdle(true)
+	}
+	b.closeStdIdle()
+}
+
+// closeStdIdle closes the TLS listener's idle member connections (all
+// members': net/http's pool is not per member; the others redial).
+func (b *Balancer) closeStdIdle() {
+	if t := b.std.Load(); t != nil {
+		t.CloseIdleConnections()
 	}
 }
 
@@ -393,6 +407,7 @@ func (b *Balancer) drainWait(ctx context.Context, m *backend, remove bool) error
 		m.state.Store(stateDraining)
 	}
 	m.closeIdle(false)
+	b.closeStdIdle()
 	if m.inflight.Load() == 0 {
 		m.signalDrained()
 	}
