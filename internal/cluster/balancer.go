@@ -30,6 +30,28 @@ type Balancer struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// Check overrides the role's health check field by field.
 	Check BalancerCheck `yaml:"check"`
+	// TLS adds a TLS listener (HTTP/2 and HTTP/1.1) in front of the same
+	// members; nil = none.
+	TLS *BalancerTLS `yaml:"tls"`
+}
+
+// BalancerTLS is the balancer's TLS listener: a PEM certificate chain and
+// its key, read when pictl serve starts and on every reload.
+type BalancerTLS struct {
+	Port uint16 `yaml:"port"` // default 443
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// DefaultBalancerTLSPort is balancer.tls.port when not written.
+const DefaultBalancerTLSPort uint16 = 443
+
+// TLSPort is the TLS listener's port.
+func (t *BalancerTLS) TLSPort() uint16 {
+	if t.Port == 0 {
+		return DefaultBalancerTLSPort
+	}
+	return t.Port
 }
 
 // BalancerCheck overrides the role's active health check; zero fields keep
@@ -80,6 +102,29 @@ func (s *source) decodeBalancer(b *Balancer, path string, v *yaml.Node) {
 			s.mapping(p, v, secNone, "node", func(name, p string, _, v *yaml.Node) {
 				if n, ok := s.integer(p, v, "weights: {pi3: 2}"); ok {
 					b.Weights[name] = n
+				}
+			})
+		case "tls":
+			t := &BalancerTLS{}
+			b.TLS = t
+			s.mapping(p, v, secBalancerTLS, "", func(key, p string, _, v *yaml.Node) {
+				switch key {
+				case "port":
+					str, ok := s.scalar(p, v, "port: 443")
+					if !ok {
+						return
+					}
+					n, err := strconv.ParseUint(strings.TrimSpace(str), 10, 16)
+					if err != nil || n == 0 {
+						s.bad[p] = true
+						s.errAt(v, "write a number from 1 to 65535, or remove the line for 443", "balancer.tls.port %q is not a port number", str)
+						return
+					}
+					t.Port = uint16(n)
+				case "cert":
+					t.Cert, _ = s.scalar(p, v, "cert: /etc/pictl/tls/fullchain.pem")
+				case "key":
+					t.Key, _ = s.scalar(p, v, "key: /etc/pictl/tls/privkey.pem")
 				}
 			})
 		case "check":
@@ -166,6 +211,31 @@ func (v *validator) balancer() {
 			s.errPath(p, false, "write a weight from 1 to 1000 (1 is the default)", "node %s's balancer weight %d is out of range", name, w)
 		}
 	}
+	if t := b.TLS; t != nil {
+		for _, f := range []struct{ key, value, example string }{
+			{"cert", t.Cert, "/etc/pictl/tls/fullchain.pem"}, {"key", t.Key, "/etc/pictl/tls/privkey.pem"},
+		} {
+			p := "balancer.tls." + f.key
+			switch {
+			case f.value == "" && !s.bad[p]:
+				s.errPath(p, true, "name the PEM file, e.g. "+f.key+": "+f.example, "balancer.tls needs %s:", f.key)
+			case f.value != "":
+				v.absPath(p, f.value, f.example)
+			}
+		}
+		if b.Mode == "tcp" {
+			s.errPath("balancer.tls", true, "remove tls:, or use mode: http; the tcp balancer passes TLS through untouched", "balancer.tls needs mode http")
+		}
+		p := c.Ports
+		for _, o := range []struct {
+			key  string
+			port uint16
+		}{{"nfs", or0(p.NFS, DefaultNFSPort)}, {"balancer", or0(p.Balancer, DefaultBalancerPort)}, {"agent", or0(p.Agent, DefaultAgentPort)}, {"api", p.API}} {
+			if o.port != 0 && o.port == t.TLSPort() {
+				s.errPath("balancer.tls.port", false, "give the TLS listener its own port, e.g. port: 443", "balancer.tls.port %d is also the %s port", t.TLSPort(), o.key)
+			}
+		}
+	}
 	ch := b.Check
 	if ch.Kind != "" && !slices.Contains(BalancerCheckKinds(), ch.Kind) {
 		s.errPath("balancer.check.kind", false, enumFix(ch.Kind, BalancerCheckKinds()), "unknown health check kind %q", ch.Kind)
@@ -210,4 +280,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func or0(port, def uint16) uint16 {
+	if port == 0 {
+		return def
+	}
+	return port
 }

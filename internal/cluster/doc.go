@@ -46,6 +46,8 @@ package cluster
 //	  drain_timeout: 30s       # bound on draining a member that leaves
 //	  check: {kind: http, path: /, status: 200, interval: 2s, timeout: 1s, rise: 2, fall: 3}
 //	                           # overrides the role's health check field by field
+//	  tls: {port: 443, cert: /abs/fullchain.pem, key: /abs/privkey.pem}
+//	                           # a TLS listener (HTTP/2 and HTTP/1.1) for the same members
 //
 // Defaults (ApplyDefaults): ports tftp 69, nfs 2049, balancer 80, api 0;
 // controller.state_dir /var/lib/pictl, controller.api_socket

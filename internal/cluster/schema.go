@@ -23,6 +23,7 @@ const (
 	secRole
 	secBalancer
 	secBalancerCheck
+	secBalancerTLS
 )
 
 // keys lists a section's keys in the order a person reads them.
@@ -47,9 +48,11 @@ func (s section) keys() []string {
 	case secRole:
 		return []string{"description", "vars"}
 	case secBalancer:
-		return []string{"role", "mode", "policy", "sticky_cookie", "weights", "drain_timeout", "check"}
+		return []string{"role", "mode", "policy", "sticky_cookie", "weights", "drain_timeout", "check", "tls"}
 	case secBalancerCheck:
 		return []string{"kind", "path", "status", "interval", "timeout", "rise", "fall"}
+	case secBalancerTLS:
+		return []string{"port", "cert", "key"}
 	}
 	return nil
 }
@@ -79,6 +82,8 @@ func (s section) what() string {
 		return "under balancer"
 	case secBalancerCheck:
 		return "under balancer.check"
+	case secBalancerTLS:
+		return "under balancer.tls"
 	}
 	return ""
 }
@@ -120,8 +125,11 @@ func sectionAt(path []string) section {
 		case "roles":
 			return secRole
 		case "balancer":
-			if path[1] == "check" {
+			switch path[1] {
+			case "check":
 				return secBalancerCheck
+			case "tls":
+				return secBalancerTLS
 			}
 		}
 	}

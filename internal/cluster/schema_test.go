@@ -26,6 +26,7 @@ func TestSchemaMatchesStructTags(t *testing.T) {
 		{secRole, RoleRef{}, nil},
 		{secBalancer, Balancer{}, nil},
 		{secBalancerCheck, BalancerCheck{}, nil},
+		{secBalancerTLS, BalancerTLS{}, nil},
 	} {
 		var tags []string
 		rt := reflect.TypeOf(tc.typ)
