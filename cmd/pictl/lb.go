@@ -52,7 +52,11 @@ func lbStatus(c *cli.Context) error {
 		if st.StickyCookie != "" {
 			sticky = ", sticky cookie " + st.StickyCookie
 		}
-		fmt.Fprintf(w, "listen %s, role %s, %s, %s%s\ncheck: %s\n\n", st.Listen, st.Role, st.Mode, st.Policy, sticky, st.Check)
+		listen := st.Listen
+		if st.TLSListen != "" {
+			listen += ", tls " + st.TLSListen + " (HTTP/2, HTTP/1.1)"
+		}
+		fmt.Fprintf(w, "listen %s, role %s, %s, %s%s\ncheck: %s\n\n", listen, st.Role, st.Mode, st.Policy, sticky, st.Check)
 		if len(st.Members) == 0 {
 			fmt.Fprintf(w, "no members: no node of role %s is active (pictl node ls shows the roles)\n", st.Role)
 			return nil

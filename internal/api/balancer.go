@@ -10,10 +10,11 @@ var errNoBalancer = errors.New("no balancer runs in this controller")
 
 // Balancer is GET /v1/balancer: the built-in balancer and its members.
 type Balancer struct {
-	Listen       string `json:"listen" yaml:"listen"` // host:port it accepts on
-	Role         string `json:"role" yaml:"role"`     // whose nodes are members
-	Mode         string `json:"mode" yaml:"mode"`     // http or tcp
-	Policy       string `json:"policy" yaml:"policy"` // least-conn or round-robin
+	Listen       string `json:"listen" yaml:"listen"`                             // host:port it accepts on
+	TLSListen    string `json:"tls_listen,omitempty" yaml:"tls_listen,omitempty"` // the TLS listener (HTTP/2, HTTP/1.1), if any
+	Role         string `json:"role" yaml:"role"`                                 // whose nodes are members
+	Mode         string `json:"mode" yaml:"mode"`                                 // http or tcp
+	Policy       string `json:"policy" yaml:"policy"`                             // least-conn or round-robin
 	StickyCookie string `json:"sticky_cookie,omitempty" yaml:"sticky_cookie,omitempty"`
 	// Check describes the active health check in force ("http GET / → 200
 	// every 2s", "off").

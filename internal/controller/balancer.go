@@ -2,12 +2,14 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,9 +43,13 @@ type balancerComponent struct {
 	pending   *cluster.Cluster // the newest state Reload saw, for Serve
 	reloaded  chan struct{}    // 1-buffered: pending is set
 
-	mu     sync.Mutex
-	port   *portListener
-	run    *balancerRun
+	mu      sync.Mutex
+	port    *portListener
+	tlsPort *portListener // nil: no TLS listener
+	run     *balancerRun
+	// cert is the TLS listener's certificate, read again on every reload
+	// (a renewed certificate needs no restart).
+	cert atomic.Pointer[tls.Certificate]
 	stopWG sync.WaitGroup // runs and ports being retired
 }
 
@@ -60,6 +66,7 @@ type balancerRun struct {
 }
 
 type servedView struct {
+	port   *portListener
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -115,10 +122,41 @@ func (bc *balancerComponent) Listen() error {
 		p.close()
 		return err
 	}
+	var tp *portListener
+	if t := cl.Balancer.TLS; t != nil {
+		if err := bc.loadCert(t); err != nil {
+			p.close()
+			return err
+		}
+		if tp, err = openPort("tcp", net.JoinHostPort(bc.host, strconv.Itoa(int(t.TLSPort())))); err != nil {
+			p.close()
+			return fmt.Errorf("balancer.tls.port: %w", err)
+		}
+		tp.tls = true
+	}
 	bc.mu.Lock()
-	bc.port, bc.run = p, run
+	bc.port, bc.tlsPort, bc.run = p, tp, run
 	bc.mu.Unlock()
 	return nil
+}
+
+// loadCert reads balancer.tls's files.
+func (bc *balancerComponent) loadCert(t *cluster.BalancerTLS) error {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return fmt.Errorf("balancer.tls: %w", err)
+	}
+	bc.cert.Store(&cert)
+	return nil
+}
+
+func (bc *balancerComponent) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return bc.cert.Load(), nil
+		},
+	}
 }
 
 func (bc *balancerComponent) listenAddr(cl *cluster.Cluster) string {
@@ -138,12 +176,15 @@ func (bc *balancerComponent) Serve(ctx context.Context) error {
 	bc.mu.Lock()
 	bc.startRun(ctx, bc.run)
 	bc.serveOn(bc.run, bc.port)
+	if bc.tlsPort != nil {
+		bc.serveOn(bc.run, bc.tlsPort)
+	}
 	bc.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
 			bc.mu.Lock()
-			bc.retire(bc.run, bc.port)
+			bc.retire(bc.run, bc.port, bc.tlsPort)
 			bc.mu.Unlock()
 			bc.stopWG.Wait()
 			return nil
@@ -177,7 +218,7 @@ func (bc *balancerComponent) Reload(_ context.Context, cl *cluster.Cluster) erro
 // bc.port; bc.mu guards them for the readers (Drain, status, metrics).
 func (bc *balancerComponent) apply(ctx context.Context, cl *cluster.Cluster) {
 	bc.mu.Lock()
-	run, port := bc.run, bc.port
+	run, port, tlsPort := bc.run, bc.port, bc.tlsPort
 	bc.mu.Unlock()
 	cfg, role := bc.settings(cl)
 	if cfg != run.cfg || role != run.role {
@@ -189,7 +230,10 @@ func (bc *balancerComponent) apply(ctx context.Context, cl *cluster.Cluster) {
 			warmUp(ctx, next, run) // unlocked: drains and status go to the old one meanwhile
 			bc.mu.Lock()
 			bc.serveOn(next, port) // takes the socket's next connection
-			bc.retire(run, nil)    // finishes what it has
+			if tlsPort != nil {
+				bc.serveOn(next, tlsPort)
+			}
+			bc.retire(run) // finishes what it has
 			bc.run, run = next, next
 			bc.mu.Unlock()
 			bc.log.Info("balancer settings changed; a new balancer took over", "role", role, "mode", next.cfg.Mode, "policy", next.cfg.Policy)
@@ -202,14 +246,62 @@ func (bc *balancerComponent) apply(ctx context.Context, cl *cluster.Cluster) {
 		} else {
 			bc.mu.Lock()
 			bc.serveOn(run, p) // the new socket serves before the old one closes
-			bc.stopServes(run, 0, len(run.serves)-1)
+			bc.stopServes(run, port)
 			bc.port = p
 			bc.mu.Unlock()
 			bc.closePortAfter(port)
 			bc.log.Info("balancer moved to a new port", "listen", p.Addr().String())
 		}
 	}
+	bc.applyTLS(cl, run, tlsPort)
 	run.feed.poke() // weights may have changed
+}
+
+// applyTLS follows balancer.tls: the certificate is read again, and the
+// listener opened, moved or closed as the file says.
+func (bc *balancerComponent) applyTLS(cl *cluster.Cluster, run *balancerRun, tlsPort *portListener) {
+	t := cl.Balancer.TLS
+	if t == nil {
+		if tlsPort != nil {
+			bc.mu.Lock()
+			bc.stopServes(run, tlsPort)
+			bc.tlsPort = nil
+			bc.mu.Unlock()
+			bc.closePortAfter(tlsPort)
+			bc.log.Info("balancer TLS listener closed")
+		}
+		return
+	}
+	if err := bc.loadCert(t); err != nil {
+		if tlsPort != nil {
+			bc.log.Error("balancer TLS certificate unreadable; keeping the one in use", "err", err)
+		} else {
+			bc.log.Error("balancer TLS certificate unreadable; no TLS listener", "err", err)
+		}
+		if bc.cert.Load() == nil {
+			return
+		}
+	}
+	if tlsPort != nil && samePort(tlsPort.Addr(), t.TLSPort(), bc.host) {
+		return
+	}
+	p, err := openPort("tcp", net.JoinHostPort(bc.host, strconv.Itoa(int(t.TLSPort()))))
+	if err != nil {
+		bc.log.Error("balancer.tls.port cannot be opened", "port", t.TLSPort(), "err", err)
+		return
+	}
+	p.tls = true
+	bc.mu.Lock()
+	bc.serveOn(run, p)
+	if tlsPort != nil {
+		bc.stopServes(run, tlsPort)
+	}
+	bc.tlsPort = p
+	bc.mu.Unlock()
+	if tlsPort != nil {
+		bc.closePortAfter(tlsPort)
+	}
+	bc.log.Info("balancer TLS listener open", "listen", p.Addr().String())
 }
 
 // warmUp waits until next has as many members up as old (its first
@@ -308,29 +400,40 @@ func (bc *balancerComponent) startRun(ctx context.Context, run *balancerRun) {
 // serveOn serves run on a view of p; bc.mu held.
 func (bc *balancerComponent) serveOn(run *balancerRun, p *portListener) {
 	sctx, cancel := context.WithCancel(run.ctx)
-	sv := &servedView{cancel: cancel, done: make(chan struct{})}
+	sv := &servedView{port: p, cancel: cancel, done: make(chan struct{})}
 	run.serves = append(run.serves, sv)
 	go func() {
 		defer close(sv.done)
-		if err := run.b.Serve(sctx, p.view()); err != nil {
+		var err error
+		if p.tls {
+			err = run.b.ServeTLS(sctx, p.view(), bc.tlsConfig())
+		} else {
+			err = run.b.Serve(sctx, p.view())
+		}
+		if err != nil {
 			bc.log.Error("balancer stopped accepting", "err", err)
 		}
 	}()
 }
 
-// stopServes stops run's views [from, to): they accept no more and
-// finish their connections (up to the drain timeout).
-func (bc *balancerComponent) stopServes(run *balancerRun, from, to int) {
-	for _, sv := range run.serves[from:to] {
-		sv.cancel()
+// stopServes stops run's views of p: they accept no more and finish
+// their connections (up to the drain timeout). bc.mu held.
+func (bc *balancerComponent) stopServes(run *balancerRun, p *portListener) {
+	keep := run.serves[:0]
+	for _, sv := range run.serves {
+		if sv.port == p {
+			sv.cancel()
+		} else {
+			keep = append(keep, sv)
+		}
 	}
-	run.serves = append(run.serves[:from], run.serves[to:]...)
+	run.serves = keep
 }
 
 // retire stops run: its views stop accepting, its connections finish,
-// then its member connections close; p (if any) closes once nothing
-// accepts on it. bc.mu held.
-func (bc *balancerComponent) retire(run *balancerRun, p *portListener) {
+// then its member connections close; ports (if any) close once nothing
+// accepts on them. bc.mu held.
+func (bc *balancerComponent) retire(run *balancerRun, ports ...*portListener) {
 	serves := run.serves
 	run.serves = nil
 	bc.stopWG.Add(1)
@@ -339,8 +442,10 @@ func (bc *balancerComponent) retire(run *balancerRun, p *portListener) {
 		for _, sv := range serves {
 			sv.cancel()
 		}
-		if p != nil {
-			p.close()
+		for _, p := range ports {
+			if p != nil {
+				p.close()
+			}
 		}
 		for _, sv := range serves {
 			<-sv.done
@@ -397,7 +502,7 @@ func (bc *balancerComponent) Drain(ctx context.Context, role, node string, _ net
 // Balancer answers GET /v1/balancer.
 func (bc *balancerComponent) Balancer() api.Balancer {
 	bc.mu.Lock()
-	run, port := bc.run, bc.port
+	run, port, tlsPort := bc.run, bc.port, bc.tlsPort
 	bc.mu.Unlock()
 	if run == nil {
 		return api.Balancer{Role: bc.cluster().Balancer.BalancedRole()}
@@ -405,6 +510,9 @@ func (bc *balancerComponent) Balancer() api.Balancer {
 	out := api.Balancer{Role: run.role}
 	if port != nil {
 		out.Listen = port.Addr().String()
+	}
+	if tlsPort != nil {
+		out.TLSListen = tlsPort.Addr().String()
 	}
 	st := run.b.Status()
 	out.Mode, out.StickyCookie = st.Mode, run.cfg.StickyCookie

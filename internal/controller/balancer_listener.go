@@ -11,6 +11,7 @@ import (
 // because its settings changed serves a new view while the old view
 // stops, and no connection waiting in the kernel's queue is lost.
 type portListener struct {
+	tls   bool // serve TLS on it (the balancer's TLS listener)
 	ln    net.Listener
 	conns chan net.Conn
 	done  chan struct{}

@@ -153,7 +153,7 @@ func TestBalancerControllerWithNginx(t *testing.T) {
 		var b strings.Builder
 		for i, n := range []string{"a", "b", "c", "d"} {
 			if r, ok := roles[n]; ok {
-				fmt.Fprintf(&b, "  %s: {mac: 52:54:00:00:00:%02x, role: %s}\n", n, i+1, r)
+				fmt.Fprintf(&b, "  %s: {mac: 52:54:00:00:00:%02x, arch: amd64, role: %s}\n", n, i+1, r)
 			}
 		}
 		return b.String()
@@ -185,6 +185,8 @@ func TestBalancerControllerWithNginx(t *testing.T) {
 	rl.drainers = func() []Drainer { return componentsAs[Drainer](c) }
 	rl.agentURL = agentURL
 	rl.secret = []byte("s")
+	self, _ := os.Executable() // stands in for the agent binary in the layers
+	rl.binaries = agentBinaries{self: self, selfArch: "amd64"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := rl.Reload(ctx, c.Cluster()); err != nil {
