@@ -49,7 +49,7 @@ type balancerComponent struct {
 	run     *balancerRun
 	// cert is the TLS listener's certificate, read again on every reload
 	// (a renewed certificate needs no restart).
-	cert atomic.Pointer[tls.Certificate]
+	cert   atomic.Pointer[tls.Certificate]
 	stopWG sync.WaitGroup // runs and ports being retired
 }
 
