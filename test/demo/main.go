@@ -205,7 +205,8 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 	}
 
 	// --- 6. the web role and the balancer
-	say("[6/7] The agents switch to the web role's target; the balancer takes each node in once its check passes")
+	say("[6/7] systemd reaches the web role's target (nginx on :8000); each node's agent reports it active,")
+	say("      and the balancer takes the node in once the role's health check (GET / on :8000) passes")
 	if err := waitWeb(ctx, ctl, webBudget); err != nil {
 		say("$ pictl node ls\n%s", indent(mustRun(ctx, ctl, "node", "ls"), "  "))
 		return err

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,5 +176,18 @@ func showBalancer(ctx context.Context, ctl *e2e.Controller) (*pageForwarder, err
 	if err != nil {
 		return nil, err
 	}
+	// As a browser on this machine will: through the forwarder.
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(fw.URL())
+	if err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("the balancer from this machine: %w", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != wwwPage {
+		fw.Close()
+		return nil, fmt.Errorf("the balancer from this machine: %s %q", resp.Status, body)
+	}
+	say("$ curl %s      # the balancer, forwarded from 10.99.0.1:80 in the namespace\n  %s, %q", fw.URL(), resp.Status, strings.TrimSpace(string(body)))
 	return fw, nil
 }
