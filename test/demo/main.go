@@ -257,7 +257,7 @@ func preflight() error {
 		return errors.New("the demo needs root (network namespaces, tap devices): run it with sudo")
 	}
 	var missing []string
-	for _, tool := range []string{"qemu-system-x86_64", "ip", "apt-get", "dpkg", "xz", "go"} {
+	for _, tool := range []string{"qemu-system-x86_64", "ip", "apt-get", "dpkg", "xz", "go", "debootstrap", "curl", "tar"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
