@@ -79,20 +79,34 @@ func newBalancerComponent(c *Controller) *balancerComponent {
 		membersEvery: 5 * time.Second,
 		reloaded:     make(chan struct{}, 1),
 	}
+	// A broken user role file keeps the check last read: the roles
+	// component keeps every node's layer then, and the balancer its checks.
+	var lastMu sync.Mutex
+	last := map[string]roles.HealthCheck{}
 	bc.roleCheck = func(role string) (roles.HealthCheck, bool) {
+		lastMu.Lock()
+		defer lastMu.Unlock()
 		if c.roleCatalog == nil {
 			return roles.HealthCheck{}, false
 		}
 		rend, err := c.roleCatalog(userRolesDir(c.cfg.Store))
 		if err != nil {
+			hc, ok := last[role]
+			return hc, ok
+		}
+		src, ok := rend.(interface {
+			BalancerCheck(role string) (roles.HealthCheck, bool)
+		})
+		if !ok {
 			return roles.HealthCheck{}, false
 		}
-		if src, ok := rend.(interface {
-			BalancerCheck(role string) (roles.HealthCheck, bool)
-		}); ok {
-			return src.BalancerCheck(role)
+		hc, ok := src.BalancerCheck(role)
+		if ok {
+			last[role] = hc
+		} else {
+			delete(last, role)
 		}
-		return roles.HealthCheck{}, false
+		return hc, ok
 	}
 	c.metrics.MustRegister(currentBalancerCollector{bc})
 	return bc
@@ -124,13 +138,17 @@ func (bc *balancerComponent) Listen() error {
 	}
 	var tp *portListener
 	if t := cl.Balancer.TLS; t != nil {
-		if err := bc.loadCert(t); err != nil {
-			p.close()
-			return err
+		err := bc.loadCert(t)
+		if err == nil {
+			tp, err = openPort("tcp", net.JoinHostPort(bc.host, strconv.Itoa(int(t.TLSPort()))))
+			if err != nil {
+				err = fmt.Errorf("balancer.tls.port: %w", err)
+			}
 		}
-		if tp, err = openPort("tcp", net.JoinHostPort(bc.host, strconv.Itoa(int(t.TLSPort())))); err != nil {
+		if err != nil {
 			p.close()
-			return fmt.Errorf("balancer.tls.port: %w", err)
+			run.b.Close()
+			return err
 		}
 		tp.tls = true
 	}
@@ -273,14 +291,11 @@ func (bc *balancerComponent) applyTLS(cl *cluster.Cluster, run *balancerRun, tls
 		return
 	}
 	if err := bc.loadCert(t); err != nil {
-		if tlsPort != nil {
-			bc.log.Error("balancer TLS certificate unreadable; keeping the one in use", "err", err)
-		} else {
+		if tlsPort == nil {
 			bc.log.Error("balancer TLS certificate unreadable; no TLS listener", "err", err)
-		}
-		if bc.cert.Load() == nil {
 			return
 		}
+		bc.log.Error("balancer TLS certificate unreadable; keeping the one in use", "err", err)
 	}
 	if tlsPort != nil && samePort(tlsPort.Addr(), t.TLSPort(), bc.host) {
 		return
