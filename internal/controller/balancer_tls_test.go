@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -87,6 +88,16 @@ func TestBalancerTLSListener(t *testing.T) {
 	}
 	if err := get(tlsPort, cert1); err != nil {
 		t.Fatal(err)
+	}
+	// curl, another HTTP/2 client than Go's.
+	if curl, err := exec.LookPath("curl"); err == nil {
+		out, err := exec.Command(curl, "-sS", "--http2", "--cacert", certFile, "-w", " %{http_version}",
+			"https://127.0.0.1:"+strconv.Itoa(tlsPort)+"/").CombinedOutput()
+		if err != nil || string(out) != "a 2" {
+			t.Errorf("curl --http2: %q, %v", out, err)
+		}
+	} else {
+		t.Log("curl not installed (make deps): only Go's client tried")
 	}
 	if got := bc.Balancer().TLSListen; got != "127.0.0.1:"+strconv.Itoa(tlsPort) {
 		t.Errorf("tls_listen %q", got)
