@@ -127,22 +127,18 @@ func readUserDir(dir string) ([]*definition, ErrorList, error) {
 	var errs ErrorList
 	files := map[string]string{} // role name → file, to report a role defined twice
 	for _, e := range entries {
-		name, file, roleDir := "", "", ""
-		switch {
-		case strings.HasPrefix(e.Name(), "."):
-			continue // editors' swap and backup files
-		case e.IsDir():
-			name, roleDir = e.Name(), filepath.Join(dir, e.Name())
+		name, isRole := userRoleName(e)
+		if !isRole {
+			continue
+		}
+		file, roleDir := filepath.Join(dir, e.Name()), dir
+		if e.IsDir() {
+			roleDir = file
 			file = filepath.Join(roleDir, roleFile)
 			if _, err := os.Stat(file); err != nil {
 				errs = append(errs, &Error{File: roleDir, Msg: "a role directory without " + roleFile, Fix: "add " + file + " or move the directory away"})
 				continue
 			}
-		case strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml"):
-			name = strings.TrimSuffix(strings.TrimSuffix(e.Name(), ".yaml"), ".yml")
-			roleDir, file = dir, filepath.Join(dir, e.Name())
-		default:
-			continue // a template of a NAME.yaml role, or a README
 		}
 		switch {
 		case !nameRE.MatchString(name):
@@ -417,6 +413,41 @@ func (r *Role) resolveVars(given map[string]string) (map[string]string, error) {
 
 // unitPath is where a unit file (or its drop-in directory) lives in the tree.
 func unitPath(name string) string { return path.Join(unitDir, name) }
+
+// userRoleName is the role an entry of the user directory defines:
+// NAME.yaml (or .yml) and NAME/ (holding role.yaml). Other files are a
+// NAME.yaml role's templates, READMEs, editors' swap files.
+func userRoleName(e fs.DirEntry) (string, bool) {
+	switch n := e.Name(); {
+	case strings.HasPrefix(n, "."):
+		return "", false
+	case e.IsDir():
+		return n, true
+	case strings.HasSuffix(n, ".yaml"):
+		return strings.TrimSuffix(n, ".yaml"), true
+	case strings.HasSuffix(n, ".yml"):
+		return strings.TrimSuffix(n, ".yml"), true
+	}
+	return "", false
+}
+
+// UserRoleNames lists the roles a user directory defines, by their file
+// names alone, without reading them: cluster.yaml's validation accepts a
+// node's role that has a file, and LoadCatalog reports what is wrong in
+// it. A missing or unreadable directory defines none.
+func UserRoleNames(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		if name, ok := userRoleName(e); ok && !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
 
 // UserDir is where user roles live for a cluster.yaml: the roles
 // directory beside it.

@@ -175,13 +175,46 @@ func (c *Catalog) masks(r *Role) []string {
 					continue
 				}
 			}
-			if !slices.Contains(out, name) {
-				out = append(out, name)
+			out = appendNew(out, name)
+			// A package that enables a socket for its service (Debian's
+			// mariadb-server enables mariadb.socket) would keep the port
+			// open on every node, and the first connection would try to
+			// start the masked service: the socket goes with it.
+			if base, ok := strings.CutSuffix(name, ".service"); ok && !strings.HasSuffix(base, "@") {
+				socket := base + ".socket"
+				if _, mine := ownUnits(r)[socket]; !mine && !c.sharedUnit(socket) {
+					out = appendNew(out, socket)
+				}
 			}
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+func appendNew(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+// ownUnits is the units r wants (none for no role).
+func ownUnits(r *Role) map[string]*unitDef {
+	if r == nil {
+		return nil
+	}
+	return r.units
+}
+
+// sharedUnit reports whether some role marks the unit shared.
+func (c *Catalog) sharedUnit(name string) bool {
+	for _, r := range c.roles {
+		if u, ok := r.units[name]; ok && u.shared {
+			return true
+		}
+	}
+	return false
 }
 
 func agentEnv(node Node, a AgentFacts) ([]byte, error) {

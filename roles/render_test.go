@@ -179,6 +179,13 @@ func TestEveryNodeGets(t *testing.T) {
 				if !mine && (!masked || string(f.Data) != "/dev/null") {
 					t.Errorf("%s: %s of role %s is not masked", role, u, other)
 				}
+				// Its socket too: a package-enabled mariadb.socket would
+				// listen on 3306 on a web node.
+				if base, ok := strings.CutSuffix(u, ".service"); ok && !mine {
+					if f, masked := tr.File("etc/systemd/system/" + base + ".socket"); !masked || string(f.Data) != "/dev/null" {
+						t.Errorf("%s: %s.socket of role %s is not masked", role, base, other)
+					}
+				}
 			}
 		}
 	}

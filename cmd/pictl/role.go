@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -108,6 +109,9 @@ func roleSet(c *cli.Context) error {
 			}
 		}
 	}
+	// User roles are files beside cluster.yaml; a broken one is reported
+	// when it is the role asked for, and does not stop setting another.
+	cat, catErr := loadRoles(storeFor(c).Path())
 	var before string
 	cl, err := update(c, func(d *cluster.Document) error {
 		old, err := d.Cluster()
@@ -125,8 +129,12 @@ func roleSet(c *cli.Context) error {
 			}
 			return nil
 		}
-		if !roleKnown(old, role) {
-			return fmt.Errorf("unknown role %q: use one of %s, or declare it under roles: in cluster.yaml", role, strings.Join(roleNames(old), ", "))
+		if !roleKnown(old, cat, role) {
+			if catErr != nil {
+				// The role may be the file that does not load.
+				return fmt.Errorf("role %q: %w", role, catErr)
+			}
+			return fmt.Errorf("unknown role %q: use one of %s, or add %s", role, strings.Join(old.RoleNames(), ", "), filepath.Join(roles.UserDir(storeFor(c).Path()), role+".yaml"))
 		}
 		return d.Set(role, "nodes", node, "role")
 	})
@@ -209,19 +217,21 @@ func stageLine(rs *api.RoleStatus) string {
 	return ": " + strings.Join(parts, ", ")
 }
 
-func roleKnown(cl *cluster.Cluster, role string) bool {
-	_, user := cl.Roles[role]
-	return user || slices.Contains(cluster.BuiltinRoles(), role)
-}
-
-func roleNames(cl *cluster.Cluster) []string {
-	names := cluster.BuiltinRoles()
-	for _, n := range sortedKeys(cl.Roles) {
-		if !slices.Contains(names, n) {
-			names = append(names, n)
-		}
+// roleKnown reports whether role may be set: a built-in, a definition in
+// the roles directory that loads (cat; nil when the directory did not), or
+// a role declared under roles: in cluster.yaml.
+func roleKnown(cl *cluster.Cluster, cat *roles.Catalog, role string) bool {
+	if slices.Contains(cluster.BuiltinRoles(), role) {
+		return true
 	}
-	return names
+	if cat == nil {
+		return false
+	}
+	if _, ok := cat.Role(role); ok {
+		return true
+	}
+	_, declared := cl.Roles[role]
+	return declared
 }
 
 // roleInfos lists the catalog's roles, then roles declared under roles:
@@ -357,7 +367,7 @@ func completeRoleSet(c *cli.Context) {
 		completeNodeNames(c)
 	case 1:
 		if cl, err := storeFor(c).Load(); err == nil {
-			for _, r := range append(roleNames(cl), "none") {
+			for _, r := range append(cl.RoleNames(), "none") {
 				fmt.Fprintln(c.App.Writer, r)
 			}
 		}

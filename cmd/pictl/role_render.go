@@ -13,7 +13,7 @@ import (
 func loadRoles(configPath string) (*roles.Catalog, error) {
 	cat, err := roles.LoadCatalog(roles.UserDir(configPath))
 	if err != nil {
-		return nil, fmt.Errorf("roles in %s:\n%w", roles.UserDir(configPath), err)
+		return nil, err // every problem names its file
 	}
 	return cat, nil
 }

@@ -104,9 +104,19 @@ func TestUserRolesInCLI(t *testing.T) {
 	if out := e.ok("role", "show", "shop", "--render", "pi3"); !strings.Contains(out, "\n== /etc/motd (0644)\nshop pi3\n") {
 		t.Errorf("render shop:\n%s", out)
 	}
-	// A broken role file: every command that reads roles says where.
+	// A role file is all it takes to set the role.
+	if got := e.ok("role", "set", "pi3", "shop"); got != "pi3: role none → shop\n" {
+		t.Errorf("role set pi3 shop printed %q", got)
+	}
+	e.fails(`unknown role "cache": use one of web, db, lb, router, shop, or add `+filepath.Join(dir, "cache.yaml"), "role", "set", "pi3", "cache")
+	// A broken role file: every command that reads roles says where;
+	// setting a built-in still works.
 	if err := os.WriteFile(filepath.Join(dir, "shop.yaml"), []byte("extends: web\nunits: [x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e.fails(filepath.Join(dir, "shop.yaml")+":2:1: YAML syntax error", "role", "ls")
+	e.fails(filepath.Join(dir, "shop.yaml")+":2:1: YAML syntax error", "role", "set", "pi3", "shop")
+	if got := e.ok("role", "set", "pi3", "web"); got != "pi3: role shop → web\n" {
+		t.Errorf("role set pi3 web with a broken shop.yaml printed %q", got)
+	}
 }

@@ -65,6 +65,7 @@ func serve(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go newMemoryReturner(log).run(ctx, memoryCheckInterval)
 	if err := ctl.Run(ctx); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,6 +31,9 @@ type Systemd interface {
 	// behind mariadb.socket, which the package enabled in the image), so
 	// the mask alone would leave the old role's service running.
 	StopMasked(ctx context.Context) ([]string, error)
+	// Stop stops those of units that are active (or starting) and names
+	// them; units not loaded or already inactive are left alone.
+	Stop(ctx context.Context, units []string) ([]string, error)
 	// Reboot reboots the node.
 	Reboot(ctx context.Context) error
 }
@@ -75,7 +79,8 @@ func orDefault(d, def time.Duration) time.Duration {
 // Run follows the controller until ctx ends. Controller outages are
 // retried forever: the node keeps running its role meanwhile.
 func (a *Agent) Run(ctx context.Context) error {
-	applied := "" // the first poll answers at once: check what runs now
+	applied := ""    // the first poll answers at once: check what runs now
+	var from Desired // what the node ran before d; zero right after start
 	for ctx.Err() == nil {
 		d, err := a.Client.Desired(ctx, applied, orDefault(a.Poll, 50*time.Second))
 		if err != nil {
@@ -91,7 +96,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		// Right after start the node may already run d: it booted into
 		// its role, or only the agent restarted.
-		rep := a.Apply(ctx, d, applied == "")
+		rep := a.Apply(ctx, d, from, applied == "")
 		if ctx.Err() != nil {
 			break
 		}
@@ -103,7 +108,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			break
 		}
-		applied = d.Layer
+		applied, from = d.Layer, d
 		if d.Reboot && rep.State == StateSwitching {
 			// The reboot is under way; keep quiet until it takes us.
 			<-ctx.Done()
@@ -112,9 +117,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// Apply brings the node to d and says how that went. With maybeThere, a
-// node whose target is already active is only reported on.
-func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
+// Apply brings the node from the role it ran (from; zero when unknown)
+// to d and says how that went. With maybeThere, a node whose target is
+// already active is only reported on.
+func (a *Agent) Apply(ctx context.Context, d Desired, from Desired, maybeThere bool) Report {
 	rep := Report{Layer: d.Layer, Role: d.Role, Target: d.Target, State: StateSwitching}
 	log := a.log().With("role", d.Role, "target", d.Target, "layer", d.Layer)
 
@@ -127,11 +133,27 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 	}
 	rep.Stages.LayerVisible = time.Since(start)
 
-	if maybeThere && a.targetActive(ctx, d.Target) {
-		return a.settle(ctx, rep)
+	if maybeThere {
+		// The agent starts early in the boot, while systemd still works
+		// towards default.target (MariaDB may take a minute under
+		// emulation): judge the target once the boot's jobs are done.
+		a.waitNoJobs(ctx)
+		if a.targetActive(ctx, d.Target) {
+			return a.settle(ctx, rep)
+		}
 	}
 	if maybeThere {
 		a.tell(ctx, rep)
+	}
+
+	// What the old target pulled in, read before the reload forgets the
+	// old role's unit files: isolate leaves mount units alone (systemd
+	// ignores them on isolate) and a reloaded mount unit without its file
+	// has lost StopWhenUnneeded=, so the old role's volume would stay
+	// mounted.
+	var before []UnitState
+	if from.Target != "" && from.Target != d.Target {
+		before, _ = a.Systemd.Units(ctx, from.Target)
 	}
 
 	t := time.Now()
@@ -140,7 +162,10 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 	}
 	rep.Stages.Reload = time.Since(t)
 
-	if d.Reboot {
+	// A reboot switch is done once the node booted with the layer: a
+	// target that did not come up then is isolated, never rebooted again
+	// (that would loop).
+	if d.Reboot && !maybeThere {
 		log.Info("rebooting into the new role")
 		if err := a.Systemd.Reboot(ctx); err != nil {
 			return failed(rep, fmt.Errorf("reboot: %w", err))
@@ -162,6 +187,15 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 	if len(stopped) > 0 {
 		log.Info("stopped units the new role masks", "units", stopped)
 	}
+	if left := a.leftovers(ctx, before, d.Target); len(left) > 0 {
+		stopped, err := a.Systemd.Stop(ctx, left)
+		if err != nil {
+			return failed(rep, fmt.Errorf("stop what the old role started: %w", err))
+		}
+		if len(stopped) > 0 {
+			log.Info("stopped units of the old role", "role", from.Role, "units", stopped)
+		}
+	}
 	return a.settle(ctx, rep)
 }
 
@@ -169,6 +203,36 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 func (a *Agent) tell(ctx context.Context, rep Report) {
 	if err := a.Client.Report(ctx, rep); err != nil {
 		a.log().Debug("interim report failed", "err", err)
+	}
+}
+
+// leftovers are the units of the old target (before, its own entry
+// first) that target does not want.
+func (a *Agent) leftovers(ctx context.Context, before []UnitState, target string) []string {
+	if len(before) < 2 {
+		return nil
+	}
+	now, err := a.Systemd.Units(ctx, target)
+	if err != nil {
+		return nil
+	}
+	var left []string
+	for _, u := range before[1:] {
+		if !slices.ContainsFunc(now, func(n UnitState) bool { return n.Name == u.Name }) {
+			left = append(left, u.Name)
+		}
+	}
+	return left
+}
+
+// waitNoJobs waits, at most SettleTimeout, until systemd has no job queued.
+func (a *Agent) waitNoJobs(ctx context.Context) {
+	deadline := time.Now().Add(orDefault(a.SettleTimeout, 2*time.Minute))
+	for {
+		jobs, err := a.Systemd.Jobs(ctx)
+		if err != nil || jobs == 0 || time.Now().After(deadline) || !sleep(ctx, orDefault(a.Tick, 200*time.Millisecond)) {
+			return
+		}
 	}
 }
 

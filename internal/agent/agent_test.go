@@ -91,6 +91,14 @@ func (f *fakeSystemd) Units(_ context.Context, target string) ([]UnitState, erro
 	return out, nil
 }
 
+// Stop records the units the agent stops.
+func (f *fakeSystemd) Stop(_ context.Context, units []string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "stop "+strings.Join(units, " "))
+	return units, nil
+}
+
 // StopMasked records that the agent asked.
 func (f *fakeSystemd) StopMasked(context.Context) ([]string, error) {
 	f.mu.Lock()
@@ -225,7 +233,9 @@ func TestAgentSwitches(t *testing.T) {
 	if r.State != StateFailed || r.Failed != "mariadb.service" || r.Target != "pictl-role-db.target" || r.Layer != "L2" {
 		t.Fatalf("db report: %+v", r)
 	}
-	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target", "stop-masked"}) {
+	// web's units, which db does not want, are stopped after the isolate
+	// (systemd leaves mount units alone on isolate).
+	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target", "stop-masked", "stop nginx.service mnt-www.mount"}) {
 		t.Fatalf("systemd calls: %q", c)
 	}
 	sd.mu.Lock()
@@ -260,14 +270,21 @@ func TestAgentLayerNeverVisible(t *testing.T) {
 	}
 }
 
-// --reboot: the agent reboots instead of isolating.
+// --reboot: the agent reboots instead of isolating; after the reboot it
+// waits for the boot's jobs, finds the target active and reports — and
+// when the target did not come up, isolates it: it never reboots again
+// (a node in a reboot loop never reports).
 func TestAgentReboot(t *testing.T) {
-	sd := &fakeSystemd{active: "multi-user.target"}
-	d := web("L1")
-	d.Reboot = true
-	n := newNode(t, d, sd)
+	sd := &fakeSystemd{active: "pictl-role-web.target"}
+	n := newNode(t, web("L1"), sd)
 	n.showLayer(t, "L1")
 	n.run(t)
+	if r := n.nextFinal(t); r.State != StateActive {
+		t.Fatalf("boot report: %+v", r)
+	}
+	d := Desired{Role: "db", Target: "pictl-role-db.target", Layer: "L2", Reboot: true}
+	n.showLayer(t, "L2")
+	n.coord.set(d)
 	for !slices.Contains(sd.callList(), "reboot") {
 		select {
 		case <-n.coord.reports:
@@ -275,8 +292,38 @@ func TestAgentReboot(t *testing.T) {
 			t.Fatalf("no reboot; calls %q", sd.callList())
 		}
 	}
-	if c := sd.callList(); slices.Contains(c, "isolate pictl-role-web.target") {
+	if c := sd.callList(); slices.Contains(c, "isolate pictl-role-db.target") {
 		t.Fatalf("isolated although asked to reboot: %q", c)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		active string // the target the boot reached
+		want   []string
+	}{
+		{"booted into db", "pictl-role-db.target", nil},
+		{"db did not come up", "multi-user.target", []string{"reload", "isolate pictl-role-db.target", "stop-masked"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The new boot: a fresh agent, the desired switch still marked
+			// reboot, systemd busy with the boot for a while.
+			sd := &fakeSystemd{active: tc.active, pendingJobs: 5}
+			n := newNode(t, d, sd)
+			n.showLayer(t, "L2")
+			n.run(t)
+			r := n.nextFinal(t)
+			if r.State != StateActive || r.Layer != "L2" {
+				t.Errorf("report after the reboot: %+v", r)
+			}
+			if c := sd.callList(); !slices.Equal(c, tc.want) {
+				t.Errorf("systemd calls after the reboot: %q, want %q", c, tc.want)
+			}
+			sd.mu.Lock()
+			defer sd.mu.Unlock()
+			if sd.pendingJobs != 0 {
+				t.Errorf("judged the target with %d boot jobs queued", sd.pendingJobs)
+			}
+		})
 	}
 }
 

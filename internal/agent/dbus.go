@@ -93,6 +93,33 @@ func (s *SystemdBus) StopMasked(ctx context.Context) ([]string, error) {
 	return stopped, nil
 }
 
+func (s *SystemdBus) Stop(ctx context.Context, units []string) ([]string, error) {
+	if len(units) == 0 {
+		return nil, nil
+	}
+	list, err := s.conn.ListUnitsByNamesContext(ctx, units)
+	if err != nil {
+		return nil, err
+	}
+	var stopped []string
+	for _, u := range list {
+		if u.ActiveState == "inactive" || u.ActiveState == "failed" {
+			continue
+		}
+		done := make(chan string, 1)
+		if _, err := s.conn.StopUnitContext(ctx, u.Name, "replace", done); err != nil {
+			return stopped, fmt.Errorf("stop %s: %w", u.Name, err)
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return stopped, ctx.Err()
+		}
+		stopped = append(stopped, u.Name)
+	}
+	return stopped, nil
+}
+
 func (s *SystemdBus) Jobs(ctx context.Context) (int, error) {
 	jobs, err := s.conn.ListJobsContext(ctx)
 	return len(jobs), err

@@ -173,12 +173,11 @@ func (v *validator) balancer() {
 	c, s := v.c, v.s
 	b := c.Balancer
 	if b.Role != "" && !s.bad["balancer.role"] {
-		_, declared := c.Roles[b.Role]
 		switch {
 		case b.Role == "none":
 			s.errPath("balancer.role", false, "name the role whose nodes serve the balancer's clients, e.g. role: web", "balancer.role cannot be none")
-		case !declared && !slices.Contains(BuiltinRoles(), b.Role):
-			s.errPath("balancer.role", false, enumFix(b.Role, append(BuiltinRoles(), sortedKeys(c.Roles)...))+", or declare it under roles:", "balancer.role %q is not a known role", b.Role)
+		case !c.RoleKnown(b.Role):
+			s.errPath("balancer.role", false, v.roleFix(b.Role), "balancer.role %q is not a known role", b.Role)
 		}
 	}
 	if b.Mode != "" && !slices.Contains(BalancerModes(), b.Mode) {

@@ -25,6 +25,10 @@ type Cluster struct {
 	Volumes    map[string]*Volume  `yaml:"volumes"`
 	Roles      map[string]*RoleRef `yaml:"roles"`
 	Balancer   Balancer            `yaml:"balancer"`
+
+	// userRoles are the roles defined by files in the roles directory
+	// beside cluster.yaml (names only; the roles package reads them).
+	userRoles []string
 }
 
 // Controller describes the host pictl runs on.

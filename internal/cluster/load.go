@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pictl/pictl/roles"
 )
 
 // Load parses and validates cluster.yaml content, fills in defaults (see
@@ -25,6 +27,7 @@ func Load(filename string, data []byte) (*Cluster, error) {
 
 func clusterFrom(filename string, doc *yaml.Node) (*Cluster, error) {
 	c, s := decode(filename, doc)
+	c.userRoles = roles.UserRoleNames(roles.UserDir(filename))
 	c.validate(s)
 	if err := s.errs.errorsOrNil(); err != nil {
 		return nil, err

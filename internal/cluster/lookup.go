@@ -132,20 +132,27 @@ func (c *Cluster) DefaultImage() (name string, img *Image, ok bool) {
 	return "", nil, false
 }
 
-// RoleKnown reports whether role is built in or declared under roles:.
+// RoleKnown reports whether role is built in, defined by a file in the
+// roles directory beside cluster.yaml, or declared under roles:.
 func (c *Cluster) RoleKnown(role string) bool {
-	if slices.Contains(BuiltinRoles(), role) {
+	if slices.Contains(BuiltinRoles(), role) || slices.Contains(c.userRoles, role) {
 		return true
 	}
 	_, ok := c.Roles[role]
 	return ok
 }
 
-// RoleNames lists the built-in roles, then the declared ones sorted.
+// RoleNames lists the built-in roles, then the user's (files in the roles
+// directory and roles: entries) sorted.
 func (c *Cluster) RoleNames() []string {
-	user := make([]string, 0, len(c.Roles))
+	user := make([]string, 0, len(c.Roles)+len(c.userRoles))
 	for name := range c.Roles {
 		if !slices.Contains(BuiltinRoles(), name) && name != "none" {
+			user = append(user, name)
+		}
+	}
+	for _, name := range c.userRoles {
+		if !slices.Contains(BuiltinRoles(), name) && name != "none" && !slices.Contains(user, name) {
 			user = append(user, name)
 		}
 	}

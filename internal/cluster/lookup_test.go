@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -159,5 +161,33 @@ func TestSuggest(t *testing.T) {
 		if got := suggest(tc.sec, tc.key); got != tc.want {
 			t.Errorf("suggest(%q) = %q, want %q", tc.key, got, tc.want)
 		}
+	}
+}
+
+// A role defined by a file in roles/ beside cluster.yaml may be given to a
+// node without declaring it under roles:.
+func TestUserRoleFilesAreKnown(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "roles", "cache"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"roles/shop.yaml", "roles/cache/role.yaml", "roles/shop.conf.tmpl", "roles/.shop.yaml.swp"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc := lookupYAML + "  x: {}\n"
+	doc = strings.Replace(doc, "pi1: {mac: dc:a6:32:01:36:01}", "pi1: {mac: dc:a6:32:01:36:01, role: shop}", 1)
+	c, err := Load(filepath.Join(dir, "cluster.yaml"), []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.RoleNames(), []string{"web", "db", "lb", "router", "cache", "metrics", "shop", "x"}; !slices.Equal(got, want) {
+		t.Errorf("RoleNames = %q, want %q", got, want)
+	}
+	// Elsewhere, the same cluster.yaml names an unknown role.
+	_, err = Load(filepath.Join(t.TempDir(), "cluster.yaml"), []byte(doc))
+	if err == nil || !strings.Contains(err.Error(), `node pi1's role "shop" is unknown`) {
+		t.Errorf("without roles/shop.yaml: %v", err)
 	}
 }

@@ -424,7 +424,7 @@ func (v *validator) nodes() {
 			}
 		}
 		if n.Role != "" && !c.RoleKnown(n.Role) {
-			s.errPath(p+".role", false, v.roleFix(n.Role), "node %s's role %q is neither built in nor under roles:", name, n.Role)
+			s.errPath(p+".role", false, v.roleFix(n.Role), "node %s's role %q is unknown", name, n.Role)
 		}
 		if n.IP.IsValid() && !s.bad[p+".ip"] {
 			v.nodeIP(name, n.IP, ips)
@@ -519,9 +519,9 @@ func (v *validator) imageFix(image string) string {
 func (v *validator) roleFix(role string) string {
 	known := v.c.RoleNames()
 	if best := closest(role, known); best != "" {
-		return "did you mean " + best + "? or declare it under roles:"
+		return "did you mean " + best + "? or define it in roles/" + role + ".yaml beside this file"
 	}
-	return "write one of " + oneOf(known) + ", or declare " + role + " under roles:"
+	return "write one of " + oneOf(known) + ", or define " + role + " in roles/" + role + ".yaml beside this file"
 }
 
 func (v *validator) volumes() {
@@ -548,7 +548,7 @@ func (v *validator) volumes() {
 		}
 		for i, r := range vol.Roles {
 			if !c.RoleKnown(r) {
-				s.errPath(indexPath(p+".roles", i), false, v.roleFix(r), "volume %s names role %q, which is neither built in nor under roles:", name, r)
+				s.errPath(indexPath(p+".roles", i), false, v.roleFix(r), "volume %s names role %q, which is unknown", name, r)
 			}
 		}
 		for i, n := range vol.Nodes {

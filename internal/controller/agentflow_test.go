@@ -80,6 +80,8 @@ func (s *nodeSystemd) Units(_ context.Context, target string) ([]agent.UnitState
 
 func (s *nodeSystemd) StopMasked(context.Context) ([]string, error) { return nil, nil }
 
+func (s *nodeSystemd) Stop(context.Context, []string) ([]string, error) { return nil, nil }
+
 func (s *nodeSystemd) Jobs(context.Context) (int, error) { return 0, nil }
 
 func (s *nodeSystemd) Reboot(context.Context) error { return nil }
@@ -121,7 +123,7 @@ func TestRoleSwitchThroughAgent(t *testing.T) {
 	if err := rl.Reload(ctx, load("web")); err != nil {
 		t.Fatal(err)
 	}
-	web := rl.RoleLayer("node1")
+	web := layerDir(rl, "node1")
 	for _, f := range []string{"etc/systemd/system/pictl-role-web.target", "etc/systemd/system/nginx.service.d", agentBinaryPath, agent.LayerIDFile, "etc/pictl/agent.env"} {
 		if _, err := os.Lstat(filepath.Join(web, f)); err != nil {
 			t.Errorf("web layer: %v", err)
@@ -183,7 +185,7 @@ func TestRoleSwitchThroughAgent(t *testing.T) {
 	}
 	var row api.NodeRuntime
 	rl.NodeFacts(ctx, "node1", nil, &row)
-	if !strings.Contains(row.Role.Refused, "pictl image exec deb -- apt-get install -y mariadb-server") || rl.RoleLayer("node1") != web {
+	if !strings.Contains(row.Role.Refused, "pictl image exec deb -- apt-get install -y mariadb-server") || layerDir(rl, "node1") != web {
 		t.Fatalf("refusal: %+v", row.Role)
 	}
 
@@ -192,7 +194,7 @@ func TestRoleSwitchThroughAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRow("db switching")
-	point(rl.RoleLayer("node1")) // nfsd shows the new layer
+	point(layerDir(rl, "node1")) // nfsd shows the new layer
 	st := waitRow("db failed: mariadb.service")
 	if st.Stages["render"] <= 0 || st.Stages["isolate"] <= 0 {
 		t.Errorf("stages: %v", st.Stages)
@@ -204,8 +206,8 @@ func TestRoleSwitchThroughAgent(t *testing.T) {
 	if err := rl.Reload(ctx, load("web")); err != nil {
 		t.Fatal(err)
 	}
-	if rl.RoleLayer("node1") != web {
-		t.Errorf("back to web: a new layer %s, not %s", rl.RoleLayer("node1"), web)
+	if layerDir(rl, "node1") != web {
+		t.Errorf("back to web: a new layer %s, not %s", layerDir(rl, "node1"), web)
 	}
 	point(web)
 	waitRow("web active")

@@ -25,9 +25,10 @@ type nodeDirectory struct {
 	images  *images.Store
 	leases  func() []dhcpd.Lease // nil without dhcpd (proxy/off mode)
 	neigh   func(netip.Addr) (net.HardwareAddr, bool)
-	// roleLayer is a node's role layer directory ("" = none); nil
-	// without the roles component.
-	roleLayer func(node string) string
+	// roleLayer is a node's role layer directory ("" = none) and the role
+	// it renders, known once the roles component has rendered the node;
+	// nil without the roles component.
+	roleLayer func(node string) (dir, role string, known bool)
 
 	mu    sync.Mutex
 	metas map[string]*images.Meta // image metadata by name, read once per image
@@ -253,23 +254,31 @@ func (d *nodeDirectory) nfsNode(cl *cluster.Cluster, name string, n *cluster.Nod
 		root = d.images.RootDir(imgName)
 	}
 	out := nfsd.Node{Name: name, ImageRoot: root}
+	// Volumes follow the role in force: a role change the controller
+	// refused (its template fails, the image lacks a package) leaves the
+	// node running its old role, which keeps its volumes.
+	role := n.Role
 	if d.roleLayer != nil {
-		out.RoleLayer = d.roleLayer(name)
+		var inForce string
+		var known bool
+		if out.RoleLayer, inForce, known = d.roleLayer(name); known {
+			role = inForce
+		}
 	}
 	for vname, v := range cl.Volumes {
-		if volumeAllows(v, name, n) {
+		if volumeAllows(v, name, role) {
 			out.Volumes = append(out.Volumes, vname)
 		}
 	}
 	return out, true
 }
 
-func volumeAllows(v *cluster.Volume, name string, n *cluster.Node) bool {
+func volumeAllows(v *cluster.Volume, name, role string) bool {
 	if len(v.Roles) == 0 && len(v.Nodes) == 0 {
 		return true
 	}
 	for _, r := range v.Roles {
-		if r == n.Role {
+		if r == role && role != "" {
 			return true
 		}
 	}

@@ -120,6 +120,24 @@ func TestDirectoryImagesAndVolumes(t *testing.T) {
 	if len(n1.Volumes) != 2 || len(n3.Volumes) != 1 || n3.Volumes[0] != "scratch" {
 		t.Errorf("volumes: pc1 (web) %v, pc3 %v", n1.Volumes, n3.Volumes)
 	}
+	// Volumes follow the role in force, not the one cluster.yaml asks for:
+	// pc1's change refused, it still runs web; pc3 switched to web.
+	d.roleLayer = func(node string) (string, string, bool) {
+		switch node {
+		case "pc1":
+			return "/layers/web", "web", true
+		case "pc3":
+			return "/layers/web", "web", true
+		}
+		return "", "", false
+	}
+	if n1, _ := d.ByName("pc1"); len(n1.Volumes) != 2 || n1.RoleLayer != "/layers/web" {
+		t.Errorf("pc1 still web: volumes %v, layer %q", n1.Volumes, n1.RoleLayer)
+	}
+	if n3, _ := d.ByName("pc3"); len(n3.Volumes) != 2 {
+		t.Errorf("pc3 now web: volumes %v", n3.Volumes)
+	}
+	d.roleLayer = nil
 	if n3.ImageRoot != "/srv/pi-root" {
 		t.Errorf("pc3 root %q", n3.ImageRoot)
 	}

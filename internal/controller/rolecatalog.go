@@ -54,7 +54,7 @@ func (r catalogRenderer) Render(in renderInput) (roleTree, error) {
 		Agent:          roles.AgentFacts{URL: in.Agent.URL, Token: in.Agent.Token, BinaryPath: in.Agent.BinaryPath},
 	}
 	for name, v := range cl.Volumes {
-		if volumeAllows(v, in.Name, in.Node) {
+		if volumeAllows(v, in.Name, in.Node.Role) {
 			f.Volumes[name] = roles.Volume{Export: "/volumes/" + name, ReadOnly: v.ReadOnly}
 		}
 	}

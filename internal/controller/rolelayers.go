@@ -426,13 +426,13 @@ func (r *roleLayers) collectGarbage() {
 }
 
 // RoleLayer is node's layer directory for nfsd, "" for none.
-func (r *roleLayers) RoleLayer(node string) string {
+func (r *roleLayers) RoleLayer(node string) (dir, role string, known bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e := r.nodes[node]; e != nil {
-		return e.layer
+		return e.layer, e.desired.Role, true
 	}
-	return ""
+	return "", "", false
 }
 
 // --- agent.Coordinator

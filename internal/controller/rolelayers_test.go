@@ -164,7 +164,7 @@ func TestRoleLayers(t *testing.T) {
 	if err := rl.Reload(ctx, roleCluster(t, state, "web")); err != nil {
 		t.Fatal(err)
 	}
-	web := rl.RoleLayer("pi3")
+	web := layerDir(rl, "pi3")
 	d, changed, ok := rl.Desired("pi3")
 	if !ok || d.Role != "web" || d.Target != "pictl-role-web.target" || filepath.Base(web) != d.Layer {
 		t.Fatalf("desired %+v, layer %s", d, web)
@@ -181,8 +181,8 @@ func TestRoleLayers(t *testing.T) {
 	if env, _ := os.ReadFile(filepath.Join(web, "etc/pictl/agent.env")); !strings.Contains(string(env), agent.NodeToken([]byte("secret"), "pi3")) {
 		t.Errorf("agent.env without pi3's token: %s", env)
 	}
-	if rl.RoleLayer("pi4") == "" || rl.RoleLayer("pi4") == web {
-		t.Errorf("pi4 (no role) layer %q", rl.RoleLayer("pi4"))
+	if layerDir(rl, "pi4") == "" || layerDir(rl, "pi4") == web {
+		t.Errorf("pi4 (no role) layer %q", layerDir(rl, "pi4"))
 	}
 	if m := rl.Members("web"); len(m) != 1 || m[0].Node != "pi3" || m[0].Port != 8000 || m[0].State != api.RoleNotSeen {
 		t.Errorf("web members %+v", m)
@@ -201,8 +201,8 @@ func TestRoleLayers(t *testing.T) {
 	if err := rl2.Reload(ctx, roleCluster(t, state, "web")); err != nil {
 		t.Fatal(err)
 	}
-	if rl2.RoleLayer("pi3") != web {
-		t.Fatalf("after a restart pi3's layer is %s, was %s", rl2.RoleLayer("pi3"), web)
+	if layerDir(rl2, "pi3") != web {
+		t.Fatalf("after a restart pi3's layer is %s, was %s", layerDir(rl2, "pi3"), web)
 	}
 
 	// The agent reports; the row and the members say so.
@@ -221,11 +221,16 @@ func TestRoleLayers(t *testing.T) {
 	}
 	rl.NodeFacts(ctx, "pi3", nil, &row)
 	wantWhy := "role db needs mariadb-server, which image deb lacks: pictl image exec deb -- apt-get install -y mariadb-server"
-	if rl.RoleLayer("pi3") != web || row.Role.Refused != wantWhy || row.Role.Summary() != "web active" {
-		t.Fatalf("refused db: layer %s, row %+v", rl.RoleLayer("pi3"), row.Role)
+	if layerDir(rl, "pi3") != web || row.Role.Refused != wantWhy || row.Role.Summary() != "web active" {
+		t.Fatalf("refused db: layer %s, row %+v", layerDir(rl, "pi3"), row.Role)
 	}
 	if len(dr.drains) != 0 {
 		t.Errorf("a refused switch drained the node: %q", dr.drains)
+	}
+	// The role in force stays web: nfsd keeps serving the node web's
+	// volumes.
+	if _, role, known := rl.RoleLayer("pi3"); !known || role != "web" {
+		t.Errorf("refused db: role in force %q (known %v), want web", role, known)
 	}
 
 	// Bad input keeps the layer too.
@@ -234,8 +239,8 @@ func TestRoleLayers(t *testing.T) {
 			t.Fatal(err)
 		}
 		rl.NodeFacts(ctx, "pi3", nil, &row)
-		if rl.RoleLayer("pi3") != web || row.Role.Refused == "" {
-			t.Errorf("role %s: layer %s, row %+v", role, rl.RoleLayer("pi3"), row.Role)
+		if layerDir(rl, "pi3") != web || row.Role.Refused == "" {
+			t.Errorf("role %s: layer %s, row %+v", role, layerDir(rl, "pi3"), row.Role)
 		}
 	}
 
@@ -248,7 +253,7 @@ func TestRoleLayers(t *testing.T) {
 	if !slices.Equal(dr.drains, []string{"web pi3"}) || !slices.Equal(dr.seen, []string{"web"}) {
 		t.Errorf("drains %q while desired was %q; want web pi3 while still web", dr.drains, dr.seen)
 	}
-	db := rl.RoleLayer("pi3")
+	db := layerDir(rl, "pi3")
 	rl.NodeFacts(ctx, "pi3", nil, &row)
 	if db == web || row.Role.Summary() != "db switching" || row.Role.Refused != "" {
 		t.Errorf("after the switch: layer %s, row %q refused %q", db, row.Role.Summary(), row.Role.Refused)
@@ -267,12 +272,18 @@ func TestRoleLayers(t *testing.T) {
 	if err := rl.Reload(ctx, roleCluster(t, state, "web")); err != nil {
 		t.Fatal(err)
 	}
-	if rl.RoleLayer("pi3") != web {
-		t.Errorf("web again: %s, first %s", rl.RoleLayer("pi3"), web)
+	if layerDir(rl, "pi3") != web {
+		t.Errorf("web again: %s, first %s", layerDir(rl, "pi3"), web)
 	}
-	want := []string{filepath.Base(db), filepath.Base(web), filepath.Base(rl.RoleLayer("pi4"))}
+	want := []string{filepath.Base(db), filepath.Base(web), filepath.Base(layerDir(rl, "pi4"))}
 	slices.Sort(want)
 	if got := layerDirs(t, state); !slices.Equal(got, want) {
 		t.Errorf("layers on disk %q, want %q", got, want)
 	}
+}
+
+// layerDir is a node's role layer directory.
+func layerDir(rl *roleLayers, node string) string {
+	dir, _, _ := rl.RoleLayer(node)
+	return dir
 }
