@@ -66,6 +66,7 @@ Getting started:
 			nodeCommand(),
 			roleCommand(),
 			imageCommand(),
+			lbCommand(),
 			serveCommand(),
 			agentCommand(),
 			apiCommand(),

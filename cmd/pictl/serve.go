@@ -16,13 +16,16 @@ import (
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
-		Usage: "run the controller: DHCP, TFTP, NFS roots and the API, following cluster.yaml",
+		Usage: "run the controller: DHCP, TFTP, NFS roots, the web balancer and the API, following cluster.yaml",
 		Description: `Runs in the foreground until SIGINT or SIGTERM. Changes to cluster.yaml (by hand
 or through pictl commands) apply within a second; SIGHUP forces a re-read. An
 invalid cluster.yaml is reported and the last good state stays in force.
 The API answers on controller.api_socket; with ports.api set also on that TCP
 port (every address), where each request needs the token (pictl api token) and
 a browser finds the status page at http://ADDRESS:PORT/ — the log says where.
+The balancer listens on ports.balancer (80, every address) in front of the
+nodes of balancer.role (web) whose role is active and healthy; pictl lb status
+lists them.
 Under systemd use Type=notify (see cmd/pictl/pictl.service in the repository).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"PICTL_LOG_LEVEL"}},

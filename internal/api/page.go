@@ -22,6 +22,7 @@ type pageData struct {
 	Nodes      []Node
 	Discovered []Discovered // this page of them
 	Errors     []string     // what the backend could not answer
+	Balancer   *Balancer    // nil when no balancer runs
 	// NodesPage and DiscoveredPage say which page of each list is shown:
 	// a flood of forged clients must not make the page megabytes long.
 	NodesPage, DiscoveredPage pager
@@ -81,6 +82,17 @@ func parseStatusPage() *template.Template {
 			return "for " + short(t.Sub(now))
 		},
 		"inc": func(n int) int { return n + 1 },
+		// latency is a balancer member's percentile, "–" before any request.
+		"latency": func(s float64) string {
+			if s <= 0 {
+				return "–"
+			}
+			d := time.Duration(s * float64(time.Second))
+			if d < time.Millisecond {
+				return d.Round(time.Microsecond).String()
+			}
+			return d.Round(10 * time.Microsecond).String()
+		},
 		"stamp": func(t time.Time) string {
 			if t.IsZero() {
 				return ""
@@ -132,6 +144,11 @@ func statusPage(b Backend) http.HandlerFunc {
 		}
 		if d.Discovered, err = b.Discovered(ctx); err != nil {
 			d.Errors = append(d.Errors, fmt.Sprintf("discovered clients: %v", err))
+		}
+		if bb, ok := b.(BalancerBackend); ok {
+			if st, ok := bb.Balancer(ctx); ok {
+				d.Balancer = &st
+			}
 		}
 		// The most recently seen clients first: those are the ones a
 		// person powering on a new Pi looks for.

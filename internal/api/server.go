@@ -105,6 +105,7 @@ func NewServer(socketPath string, b Backend, log *slog.Logger) *Server {
 		writeJSON(w, http.StatusOK, map[string]string{"node": name})
 	})
 	s.routeQuarantine(b)
+	s.routeBalancer(b)
 	return s
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,9 @@ const (
 // HealthCheck configures active checks; a zero Interval disables them and
 // members are taken as up once the membership says they are ready.
 type HealthCheck struct {
+	// Kind is CheckHTTP (a GET of Path expecting Status, default) or
+	// CheckTCP (a connection that opens).
+	Kind     string
 	Interval time.Duration
 	Path     string        // default "/"
 	Status   int           // expected status, default 200
@@ -35,6 +39,12 @@ type HealthCheck struct {
 	Rise     int           // passes to come back up, default 2
 	Fall     int           // failures to go down, default 3
 }
+
+// Health check kinds (HealthCheck.Kind).
+const (
+	CheckHTTP = "http"
+	CheckTCP  = "tcp"
+)
 
 // Config of a Balancer. Zero fields take the defaults in brackets.
 type Config struct {
@@ -45,6 +55,8 @@ type Config struct {
 	MaxHeaderBytes        int           // request head limit [8 KiB]; more → 431
 	ReadHeaderTimeout     time.Duration // from first byte to end of head [10s]
 	IdleTimeout           time.Duration // client keep-alive idle [60s]
+	BodyIdleTimeout       time.Duration // a request or response body moving nothing either way [60s]
+	TunnelIdleTimeout     time.Duration // an Upgrade (WebSocket) or tcp-mode tunnel quiet both ways [5m]
 	MaxConns              int           // client connections at once [10000]
 	MaxConnsPerClient     int           // per client address [256]
 	DialTimeout           time.Duration // [2s]
@@ -91,6 +103,8 @@ func (c *Config) setDefaults() error {
 	defInt(&c.MaxHeaderBytes, 8<<10)
 	def(&c.ReadHeaderTimeout, 10*time.Second)
 	def(&c.IdleTimeout, 60*time.Second)
+	def(&c.BodyIdleTimeout, 60*time.Second)
+	def(&c.TunnelIdleTimeout, 5*time.Minute)
 	defInt(&c.MaxConns, 10000)
 	defInt(&c.MaxConnsPerClient, 256)
 	def(&c.DialTimeout, 2*time.Second)
@@ -109,6 +123,13 @@ func (c *Config) setDefaults() error {
 	def(&c.EjectBase, time.Second)
 	def(&c.EjectMax, 30*time.Second)
 	h := &c.Health
+	switch h.Kind {
+	case "":
+		h.Kind = CheckHTTP
+	case CheckHTTP, CheckTCP:
+	default:
+		return fmt.Errorf("balancer health check kind %q: want %s or %s", h.Kind, CheckHTTP, CheckTCP)
+	}
 	if h.Path == "" {
 		h.Path = "/"
 	}
@@ -137,6 +158,10 @@ type Balancer struct {
 	members atomic.Pointer[[]*backend]
 	mu      sync.Mutex // serialises membership changes
 	gone    []*backend // removed but still draining, for Status
+
+	// std is the member side of the TLS listener (tls.go).
+	std     atomic.Pointer[http.Transport]
+	stdOnce sync.Once
 
 	conns   connLimiter
 	pools   sync.Pool // *clientConn
@@ -183,6 +208,15 @@ func (b *Balancer) Close() {
 	b.stop()
 	for _, m := range *b.members.Load() {
 		m.closeIdle(true)
+	}
+	b.closeStdIdle()
+}
+
+// closeStdIdle closes the TLS listener's idle member connections (all
+// members': net/http's pool is not per member; the others redial).
+func (b *Balancer) closeStdIdle() {
+	if t := b.std.Load(); t != nil {
+		t.CloseIdleConnections()
 	}
 }
 
@@ -270,8 +304,14 @@ func (b *Balancer) SetMembers(list []Member) {
 		} else if cur != nil {
 			delete(byName, m.Name)
 			cur.weight.Store(int64(max(m.Weight, 1)))
-			if !m.Ready && cur.state.Load() < stateDraining {
+			switch st := cur.state.Load(); {
+			case !m.Ready && st < stateDraining:
 				go b.drainBackend(cur, false)
+			case m.Ready && st == stateDraining:
+				// Ready again (its role is back, or a drain before a
+				// change that did not happen): in service once checked.
+				cur.undrain()
+				b.startHealth(cur)
 			}
 			next = append(next, cur)
 			continue
@@ -367,6 +407,7 @@ func (b *Balancer) drainWait(ctx context.Context, m *backend, remove bool) error
 		m.state.Store(stateDraining)
 	}
 	m.closeIdle(false)
+	b.closeStdIdle()
 	if m.inflight.Load() == 0 {
 		m.signalDrained()
 	}

@@ -11,9 +11,14 @@ var errChunk = errors.New("malformed chunked body")
 // by chunk, flushing whenever src has nothing more buffered, so a
 // streaming body is never held back. With decode the framing is removed
 // (for an HTTP/1.0 client); otherwise it passes through unchanged,
-// trailers included. Read errors are wrapped in readSideError.
-func copyChunked(dst *bufio.Writer, src *bufio.Reader, decode bool) error {
+// trailers included. Read errors are wrapped in readSideError. progress
+// (if not nil) is called before every wait for src, to push deadlines.
+func copyChunked(dst *bufio.Writer, src *bufio.Reader, decode bool, progress func()) error {
+	if progress == nil {
+		progress = func() {}
+	}
 	for {
+		progress()
 		line, err := src.ReadSlice('\n')
 		if err != nil {
 			return readSideError{err}
@@ -35,6 +40,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, decode bool) error {
 				if err := dst.Flush(); err != nil {
 					return err
 				}
+				progress()
 				if _, err := src.Peek(1); err != nil {
 					return readSideError{err}
 				}
@@ -64,6 +70,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, decode bool) error {
 	}
 	// Trailer section up to the empty line.
 	for {
+		progress()
 		line, err := src.ReadSlice('\n')
 		if err != nil {
 			return readSideError{err}

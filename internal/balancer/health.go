@@ -39,8 +39,20 @@ func (b *Balancer) checkLoop(ctx context.Context, m *backend) {
 	passes, fails := 0, 0
 	tick := time.NewTicker(h.Interval)
 	defer tick.Stop()
+	probe := func() bool { return b.check(ctx, client, url) }
+	if h.Kind == CheckTCP {
+		d := &net.Dialer{Timeout: h.Timeout}
+		probe = func() bool {
+			c, err := d.DialContext(ctx, "tcp", m.dial)
+			if err != nil {
+				return false
+			}
+			c.Close()
+			return true
+		}
+	}
 	for {
-		ok := b.check(ctx, client, url)
+		ok := probe()
 		if ctx.Err() != nil {
 			return
 		}

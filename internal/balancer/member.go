@@ -186,6 +186,21 @@ func (b *backend) done() {
 	}
 }
 
+// undrain forgets a finished or abandoned drain so the next one waits
+// again, and stops the health checks a restart replaces.
+func (b *backend) undrain() {
+	b.backoffMu.Lock()
+	b.drained = nil
+	b.backoffMu.Unlock()
+	if b.stopHealth != nil {
+		b.stopHealth()
+		b.stopHealth = nil
+	}
+	b.poolMu.Lock()
+	b.closed = false
+	b.poolMu.Unlock()
+}
+
 func (b *backend) signalDrained() {
 	b.backoffMu.Lock()
 	if b.drained != nil {

@@ -384,10 +384,11 @@ func (b *Balancer) attempt(cc *clientConn, m *backend, stickyHit bool, start tim
 // copyRequestBody streams a body that was not in the read buffer.
 func (b *Balancer) copyRequestBody(cc *clientConn, mc *memberConn) *attemptError {
 	req := &cc.req
-	cc.c.SetReadDeadline(time.Time{})
 	if req.chunked {
+		d := bodyDeadlines{src: cc.c, dst: mc.c, idle: b.cfg.BodyIdleTimeout}
+		defer d.clear()
 		bw := b.getWriter(mc.c)
-		err := copyChunked(bw, cc.br, false)
+		err := copyChunked(bw, cc.br, false, d.push)
 		b.putWriter(bw)
 		if err != nil {
 			return &attemptError{kind: failReset, reached: true, clientSide: isReadSide(err), err: err}
@@ -406,7 +407,7 @@ func (b *Balancer) copyRequestBody(cc *clientConn, mc *memberConn) *attemptError
 		rest -= int64(len(p))
 	}
 	if rest > 0 {
-		n, err := mc.c.ReadFrom(&io.LimitedReader{R: cc.c, N: rest})
+		n, err := idleCopy(cc.c, mc.c, rest, b.cfg.BodyIdleTimeout)
 		if err == nil && n < rest {
 			err = io.ErrUnexpectedEOF
 		}
@@ -501,7 +502,7 @@ func (b *Balancer) relayResponse(cc *clientConn, mc *memberConn, m *backend, sti
 			return false, true
 		}
 		if rest > 0 {
-			n, err := cc.c.ReadFrom(&io.LimitedReader{R: mc.c, N: rest})
+			n, err := idleCopy(mc.c, cc.c, rest, b.cfg.BodyIdleTimeout)
 			if err != nil || n < rest {
 				// Either side failed mid-body: the client has part of
 				// it and must see the connection end.
@@ -512,11 +513,13 @@ func (b *Balancer) relayResponse(cc *clientConn, mc *memberConn, m *backend, sti
 		b.finishMember(m, mc, memberKeep)
 		return clientKeep, false
 	}
-	mc.c.SetReadDeadline(time.Time{})
+	d := bodyDeadlines{src: mc.c, dst: cc.c, idle: b.cfg.BodyIdleTimeout}
+	defer d.clear()
+	d.push()
 	cc.bw.Write(cc.out)
 	var err error
 	if resp.chunked {
-		err = copyChunked(cc.bw, mc.br, !chunkedOut)
+		err = copyChunked(cc.bw, mc.br, !chunkedOut, d.push)
 		if err == nil {
 			err = cc.bw.Flush()
 		}
@@ -528,7 +531,7 @@ func (b *Balancer) relayResponse(cc *clientConn, mc *memberConn, m *backend, sti
 				mc.br.Discard(n)
 			}
 			if err == nil {
-				_, err = cc.c.ReadFrom(mc.c)
+				_, err = idleCopy(mc.c, cc.c, -1, b.cfg.BodyIdleTimeout)
 			}
 		}
 	}
@@ -558,28 +561,41 @@ func (b *Balancer) finishMember(m *backend, mc *memberConn, keep bool) {
 // tunnel joins client and member after a 101, both ways, until both
 // directions end.
 func (b *Balancer) tunnel(cc *clientConn, mc *memberConn) {
-	cc.c.SetReadDeadline(time.Time{})
-	mc.c.SetReadDeadline(time.Time{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if n := cc.br.Buffered(); n > 0 {
-			p, _ := cc.br.Peek(n)
-			mc.c.Write(p)
-			cc.br.Discard(n)
-		}
-		mc.c.ReadFrom(cc.c)
-		mc.c.CloseWrite()
-	}()
+	cc.c.SetWriteDeadline(time.Time{})
+	if n := cc.br.Buffered(); n > 0 {
+		p, _ := cc.br.Peek(n)
+		mc.c.Write(p)
+		cc.br.Discard(n)
+	}
 	if n := mc.br.Buffered(); n > 0 {
 		p, _ := mc.br.Peek(n)
 		cc.c.Write(p)
 		mc.br.Discard(n)
 	}
-	cc.c.ReadFrom(mc.c)
-	cc.c.CloseWrite()
-	<-done
+	joinIdle(cc.c, mc.c, b.cfg.TunnelIdleTimeout)
 	mc.c.Close()
+}
+
+// joinIdle copies both ways between a and b until both directions end, or
+// one fails or the tunnel stays quiet both ways for idle: then both
+// connections are closed, which also ends the other direction.
+func joinIdle(a, b *net.TCPConn, idle time.Duration) {
+	var quiet [2]atomic.Bool
+	half := func(src, dst *net.TCPConn, me int) {
+		if err := tunnelHalf(src, dst, idle, &quiet, me); err != nil {
+			a.Close()
+			b.Close()
+			return
+		}
+		dst.CloseWrite()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		half(a, b, 0)
+	}()
+	half(b, a, 1)
+	<-done
 }
 
 // hop-by-hop headers (RFC 9110 7.6.1) plus the ones the proxy sets itself.

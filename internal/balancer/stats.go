@@ -106,6 +106,12 @@ func (b *Balancer) Status() Status {
 	return st
 }
 
+// Collector exports the balancer's series for a registry the caller
+// manages (Config.Registry registers it at New instead). Every Balancer's
+// collector describes the same series, so a caller replacing its Balancer
+// can keep one registration that asks the current one.
+func (b *Balancer) Collector() prometheus.Collector { return newCollector(b) }
+
 // collector exports the members' counters at scrape time, so the request
 // path touches only its own atomics.
 type collector struct {

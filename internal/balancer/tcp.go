@@ -29,15 +29,7 @@ func (b *Balancer) serveTCP(ctx context.Context, c *net.TCPConn) {
 		mc := conn.(*net.TCPConn)
 		m.requests.Add(1)
 		m.recordSuccess(0)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			mc.ReadFrom(c)
-			mc.CloseWrite()
-		}()
-		c.ReadFrom(mc)
-		c.CloseWrite()
-		<-done
+		joinIdle(c, mc, b.cfg.TunnelIdleTimeout)
 		mc.Close()
 		m.latency.observe(time.Since(now))
 		m.done()

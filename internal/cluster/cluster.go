@@ -24,6 +24,7 @@ type Cluster struct {
 	Nodes      map[string]*Node    `yaml:"nodes"`
 	Volumes    map[string]*Volume  `yaml:"volumes"`
 	Roles      map[string]*RoleRef `yaml:"roles"`
+	Balancer   Balancer            `yaml:"balancer"`
 
 	// userRoles are the roles defined by files in the roles directory
 	// beside cluster.yaml (names only; the roles package reads them).

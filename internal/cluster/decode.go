@@ -63,6 +63,8 @@ func decode(file string, doc *yaml.Node) (*Cluster, *source) {
 				c.Volumes[name] = vol
 				s.decodeVolume(vol, p, v)
 			})
+		case "balancer":
+			s.decodeBalancer(&c.Balancer, p, v)
 		case "roles":
 			c.Roles = map[string]*RoleRef{}
 			s.mapping(p, v, secNone, "role", func(name, p string, _, v *yaml.Node) {

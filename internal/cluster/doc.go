@@ -37,6 +37,17 @@ package cluster
 //	  NAME: {readonly: true, path: /abs/path, roles: [web], nodes: [pi3]}
 //	roles:
 //	  NAME: {description: "...", vars: {VAR: value}}   # a built-in may be listed for its vars only
+//	balancer:                  # the built-in balancer on ports.balancer; every key optional
+//	  role: web                # members: this role's nodes (its balancer port), once active and healthy
+//	  mode: http               # http (L7 proxy) | tcp (L4 splice)
+//	  policy: least-conn       # least-conn | round-robin
+//	  sticky_cookie: PICTLNODE # pin clients to a member by cookie (http only)
+//	  weights: {pi3: 2}        # per-node share, 1..1000, default 1
+//	  drain_timeout: 30s       # bound on draining a member that leaves
+//	  check: {kind: http, path: /, status: 200, interval: 2s, timeout: 1s, rise: 2, fall: 3}
+//	                           # overrides the role's health check field by field
+//	  tls: {port: 443, cert: /abs/fullchain.pem, key: /abs/privkey.pem}
+//	                           # a TLS listener (HTTP/2 and HTTP/1.1) for the same members
 //
 // Defaults (ApplyDefaults): ports tftp 69, nfs 2049, balancer 80, api 0;
 // controller.state_dir /var/lib/pictl, controller.api_socket

@@ -203,4 +203,12 @@ volumes:
 # Roles of your own, besides the built-in web, db, lb and router, e.g.
 #   monitoring: {description: Prometheus and Grafana}
 roles: {}
+
+# The built-in balancer on ports.balancer fronts the web nodes whose role
+# is active and whose health check passes; it needs no settings. Optional:
+# balancer:
+#   policy: least-conn        # or round-robin
+#   sticky_cookie: PICTLNODE  # pin a browser to one node
+#   weights: {pi3: 2}         # pi3 takes twice the share
+#   check: {path: /, interval: 2s}   # overrides the web role's own check
 `

@@ -21,13 +21,16 @@ const (
 	secNode
 	secVolume
 	secRole
+	secBalancer
+	secBalancerCheck
+	secBalancerTLS
 )
 
 // keys lists a section's keys in the order a person reads them.
 func (s section) keys() []string {
 	switch s {
 	case secTop:
-		return []string{"controller", "ports", "dhcp", "tftp", "discovery", "images", "nodes", "volumes", "roles"}
+		return []string{"controller", "ports", "dhcp", "tftp", "discovery", "images", "nodes", "volumes", "roles", "balancer"}
 	case secController:
 		return []string{"interface", "interfaces", "address", "state_dir", "api_socket"}
 	case secPorts:
@@ -44,6 +47,12 @@ func (s section) keys() []string {
 		return []string{"readonly", "path", "roles", "nodes", "squash", "anonuid", "anongid"}
 	case secRole:
 		return []string{"description", "vars"}
+	case secBalancer:
+		return []string{"role", "mode", "policy", "sticky_cookie", "weights", "drain_timeout", "check", "tls"}
+	case secBalancerCheck:
+		return []string{"kind", "path", "status", "interval", "timeout", "rise", "fall"}
+	case secBalancerTLS:
+		return []string{"port", "cert", "key"}
 	}
 	return nil
 }
@@ -69,6 +78,12 @@ func (s section) what() string {
 		return "in a volume"
 	case secRole:
 		return "in a role"
+	case secBalancer:
+		return "under balancer"
+	case secBalancerCheck:
+		return "under balancer.check"
+	case secBalancerTLS:
+		return "under balancer.tls"
 	}
 	return ""
 }
@@ -96,6 +111,8 @@ func sectionAt(path []string) section {
 			return secPorts
 		case "dhcp":
 			return secDHCP
+		case "balancer":
+			return secBalancer
 		}
 	case 2:
 		switch path[0] {
@@ -107,6 +124,13 @@ func sectionAt(path []string) section {
 			return secVolume
 		case "roles":
 			return secRole
+		case "balancer":
+			switch path[1] {
+			case "check":
+				return secBalancerCheck
+			case "tls":
+				return secBalancerTLS
+			}
 		}
 	}
 	return secNone

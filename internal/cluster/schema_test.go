@@ -24,6 +24,9 @@ func TestSchemaMatchesStructTags(t *testing.T) {
 		{secNode, Node{}, []string{"mac", "macs"}},
 		{secVolume, Volume{}, nil},
 		{secRole, RoleRef{}, nil},
+		{secBalancer, Balancer{}, nil},
+		{secBalancerCheck, BalancerCheck{}, nil},
+		{secBalancerTLS, BalancerTLS{}, nil},
 	} {
 		var tags []string
 		rt := reflect.TypeOf(tc.typ)

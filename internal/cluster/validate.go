@@ -38,6 +38,7 @@ func (c *Cluster) validate(s *source) {
 	v.nodes()
 	v.volumes()
 	v.discovery()
+	v.balancer()
 }
 
 // names lists a named map's entries in file order (sorted for a Cluster

@@ -79,7 +79,11 @@ func (c *Controller) AddServers() error {
 		return fmt.Errorf("nfs server: %w", err)
 	}
 	c.Register(nfsComponent{Server: nsrv})
-	return c.addRoles(cl, dir)
+	if err := c.addRoles(cl, dir); err != nil {
+		return err
+	}
+	c.Register(newBalancerComponent(c))
+	return nil
 }
 
 // addRoles registers the role layers and the agents' listener, when the

@@ -24,16 +24,22 @@ type pageForwarder struct {
 }
 
 func forwardPage(netns, target string) (*pageForwarder, error) {
+	return forward(netns, target, "127.0.0.1:8080")
+}
+
+// forward makes target in the namespace reachable on this machine's
+// loopback, on preferred if it is free.
+func forward(netns, target, preferred string) (*pageForwarder, error) {
 	var ln net.Listener
 	var err error
 	// A fixed port is easier to type; any free one if it is taken.
-	for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:0"} {
+	for _, addr := range []string{preferred, "127.0.0.1:0"} {
 		if ln, err = net.Listen("tcp", addr); err == nil {
 			break
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("status page forwarder: %w", err)
+		return nil, fmt.Errorf("forwarder to %s: %w", target, err)
 	}
 	f := &pageForwarder{ln: ln, netns: netns, target: target}
 	f.wg.Add(1)
@@ -63,7 +69,7 @@ func (f *pageForwarder) pipe(c net.Conn) {
 	defer c.Close()
 	up, err := f.dial()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "status page forwarder: %v\n", err)
+		fmt.Fprintf(os.Stderr, "forwarder to %s: %v\n", f.target, err)
 		return
 	}
 	defer up.Close()

@@ -1,15 +1,20 @@
-// Command demo is `make demo`: it shows pictl netbooting two machines on
-// this computer, with nothing to read first.
+// Command demo is `make demo`: it shows pictl netbooting two web nodes on
+// this computer behind its built-in balancer, with nothing to read first.
 //
-// It prepares the artefacts (Debian's kernel and a busybox initramfs, cached
-// in .cache/vm after the first run), builds a small busybox image, creates a
-// private network namespace (pictl-demo, bridge br0 = 10.99.0.1/24, one tap
-// per machine), writes the embedded demo cluster.yaml (two nodes), imports
-// the image with `pictl image import`, starts `pictl serve` in the namespace
-// and powers on two QEMU machines that boot through the real PXE path:
-// iPXE → pictl's DHCP → boot.ipxe, kernel and initrd over pictl's TFTP →
-// root filesystem over pictl's NFS. It then prints `pictl node ls` and the
-// controller's status, and cleans everything up (machines, pictl, the
+// It prepares the artefacts (Debian's kernel and the harness's initramfs,
+// cached in .cache/vm after the first run) and a Debian (systemd) image with
+// nginx-light installed through `pictl image exec` (cached in .cache/demo
+// after the first run), creates a private network namespace (pictl-demo,
+// bridge br0 = 10.99.0.1/24, one tap per machine), writes the embedded demo
+// cluster.yaml (two nodes with the web role, the shared www volume),
+// imports the image with `pictl image import`, starts `pictl serve` in the
+// namespace and powers on two QEMU machines that boot through the real PXE
+// path: iPXE → pictl's DHCP → boot.ipxe, kernel and initrd over pictl's
+// TFTP → root filesystem over pictl's NFS → systemd reaches the web role's
+// target, the agent reports it active, and the balancer takes the node in.
+// It then fetches the page through the balancer from the namespace, prints
+// `pictl node ls`, `pictl lb status` and where a browser reaches the page
+// and the status page, and cleans everything up (machines, pictl, the
 // namespace, the work directory) on Ctrl-C — or at once with -exit, or when
 // standard input is not a terminal.
 //
@@ -53,8 +58,9 @@ var clusterTemplate string
 const (
 	netnsName  = "pictl-demo"
 	hostAddr   = "10.99.0.1/24"
-	imageName  = "busybox"
-	bootBudget = 6 * time.Minute
+	imageName  = "debian"
+	bootBudget = 12 * time.Minute // two Debian guests under TCG on a shared machine
+	webBudget  = 5 * time.Minute  // from both up to both web members up
 )
 
 // machine is one demo node: its name and MAC must match cluster.yaml.
@@ -64,14 +70,6 @@ var machines = []machine{
 	{"node1", "52:54:00:de:00:01", "10.99.0.11"},
 	{"node2", "52:54:00:de:00:02", "10.99.0.12"},
 }
-
-// nodeScript runs on each machine after it switched to its NFS root: it
-// names the machine after its NFS export (/nodes/NAME), writes a line into
-// the node's own writable layer on pictl's NFS server, and stays up.
-const nodeScript = `H=${PXE_NFS_EXPORT##*/}; [ -n "$H" ] && $BB hostname "$H"
-echo "PXE-STAGE hello node=$($BB hostname) ip=$PXE_IP root=$PXE_NFS_SERVER:$PXE_NFS_EXPORT"
-echo "booted $($BB date -u +%FT%TZ) as $H" >> /var/log/boots
-echo "PXE-STAGE own-layer /var/log/boots has $($BB wc -l < /var/log/boots) line(s)"`
 
 func main() {
 	pictlBin := flag.String("pictl", "", "pictl binary (default: build ./cmd/pictl into the work directory)")
@@ -101,7 +99,8 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 	if err := preflight(); err != nil {
 		return err
 	}
-	say("pictl demo: two QEMU machines netboot from `pictl serve` on a private network.")
+	say("pictl demo: two QEMU machines netboot Debian from `pictl serve` on a private network,")
+	say("take the web role (nginx) and serve a page through pictl's built-in balancer.")
 	say("Nothing leaves this computer: everything runs in the network namespace %q.\n", netnsName)
 	if netnsExists(netnsName) {
 		say("Removing what an earlier demo left behind (namespace %s and its processes).", netnsName)
@@ -112,7 +111,7 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 
 	// --- 1. artefacts
 	t0 := time.Now()
-	say("[1/6] Preparing Debian's kernel and a busybox initramfs (cached in .cache/vm; the first run downloads ~70 MB)...")
+	say("[1/7] Preparing Debian's kernel and an initramfs (cached in .cache/vm; the first run downloads ~70 MB)...")
 	art, err := prepare(ctx)
 	if err != nil {
 		return err
@@ -144,13 +143,8 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 	if pictlBin, err = filepath.Abs(pictlBin); err != nil {
 		return err
 	}
-	imageDir := filepath.Join(work, "busybox-image")
-	if err := e2e.BusyboxImageSource(imageDir, art, vm.RootfsSpec{Hostname: "pictl-node", Script: nodeScript, Hold: true}); err != nil {
-		return fmt.Errorf("busybox image: %w", err)
-	}
-
 	// --- 2. network
-	say("[2/6] Private network: namespace %s, bridge br0 %s, taps for %d machines", netnsName, hostAddr, len(machines))
+	say("[2/7] Private network: namespace %s, bridge br0 %s, taps for %d machines", netnsName, hostAddr, len(machines))
 	nw, err := createNetwork(netnsName, hostAddr, len(machines))
 	defer func() {
 		if rerr := removeNetwork(netnsName); rerr != nil {
@@ -171,13 +165,13 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 	if err := writeCluster(ctl); err != nil {
 		return err
 	}
-	say("[3/6] Wrote the demo cluster (two nodes) to %s", ctl.Config)
-	say("      $ pictl image import %s <busybox root with kernel + initramfs in /boot>", imageName)
-	out, err := ctl.Run(ctx, "image", "import", imageName, imageDir)
-	if err != nil {
+	if err := writeWWW(ctl); err != nil {
 		return err
 	}
-	say("%s", indent(out, "      "))
+	say("[3/7] Wrote the demo cluster (two nodes, role web; the shared www volume's page) to %s", ctl.Config)
+	if err := importWebImage(ctx, ctl, art, work); err != nil {
+		return err
+	}
 	say("      (the demo's initramfs has its own /init, which mounts the NFS root pictl names on the kernel command line)")
 
 	// --- 4. pictl serve
@@ -195,11 +189,11 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 			fmt.Fprintf(os.Stderr, "--- pictl serve log tail (%s):\n%s", ctl.LogPath, ctl.LogTail(40))
 		}
 	}()
-	say("[4/6] pictl serve runs in the namespace (PID %d, log %s): DHCP, TFTP, NFS, API", ctl.PID(), ctl.LogPath)
+	say("[4/7] pictl serve runs in the namespace (PID %d, log %s): DHCP, TFTP, NFS, API, balancer", ctl.PID(), ctl.LogPath)
 	say("      $ pictl node ls\n%s", indent(mustRun(ctx, ctl, "node", "ls"), "      "))
 
 	// --- 5. machines
-	say("[5/6] Powering on %s and %s: iPXE → DHCP → boot.ipxe, kernel, initrd over TFTP → NFS root", machines[0].name, machines[1].name)
+	say("[5/7] Powering on %s and %s: iPXE → DHCP → boot.ipxe, kernel, initrd over TFTP → NFS root → systemd", machines[0].name, machines[1].name)
 	guests, err := bootMachines(ctx, nw, work)
 	defer func() {
 		for _, g := range guests {
@@ -210,8 +204,21 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 		return err
 	}
 
-	// --- 6. what to look at
-	say("\n[6/6] Both machines are up, their roots served by pictl over NFS.\n")
+	// --- 6. the web role and the balancer
+	say("[6/7] systemd reaches the web role's target (nginx on :8000); each node's agent reports it active,")
+	say("      and the balancer takes the node in once the role's health check (GET / on :8000) passes")
+	if err := waitWeb(ctx, ctl, webBudget); err != nil {
+		say("$ pictl node ls\n%s", indent(mustRun(ctx, ctl, "node", "ls"), "  "))
+		return err
+	}
+	lb, err := showBalancer(ctx, ctl)
+	if err != nil {
+		return err
+	}
+	defer lb.Close()
+
+	// --- 7. what to look at
+	say("\n[7/7] Both machines are up, their roots served by pictl over NFS, nginx behind pictl's balancer.\n")
 	say("$ pictl node ls\n%s", indent(mustRun(ctx, ctl, "node", "ls"), "  "))
 	say("$ curl --unix-socket %s http://pictl/v1/status\n%s", ctl.Socket, indent(status(ctx, ctl.Socket), "  "))
 	say("$ curl --unix-socket %s http://pictl/metrics | grep -E 'pictl_(dhcpd_requests|tftp_sent_bytes|nfsd_mounts)_total'\n%s",
@@ -234,6 +241,9 @@ func demo(ctx context.Context, pictlBin string, exitNow, keep bool) (err error) 
 	say("  %s node show node1", pictlBin)
 	say("  %s node set node2 --netboot=false   # pictl reloads cluster.yaml within a second", pictlBin)
 	say("  curl --unix-socket %s http://pictl/metrics", ctl.Socket)
+	say("  %s lb status                 # members, in flight, requests, errors, p50/p99", pictlBin)
+	say("  %s role set node2 none       # node2 is drained, then leaves the balancer", pictlBin)
+	say("\nThe web page through pictl's balancer, in a browser on this machine:\n  %s", lb.URL())
 	say("\nStatus page, in a browser on this machine (refreshes every 5 s):\n  %s?token=%s", page.URL(), page.token)
 	say("\nPress Ctrl-C to stop the machines and clean everything up.")
 	<-ctx.Done()
@@ -247,7 +257,7 @@ func preflight() error {
 		return errors.New("the demo needs root (network namespaces, tap devices): run it with sudo")
 	}
 	var missing []string
-	for _, tool := range []string{"qemu-system-x86_64", "ip", "apt-get", "dpkg", "xz", "go"} {
+	for _, tool := range []string{"qemu-system-x86_64", "ip", "apt-get", "dpkg", "xz", "go", "debootstrap", "curl", "tar"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
@@ -384,7 +394,7 @@ func milestone(text string) (msg string, up, failed bool) {
 	switch f[0] {
 	case "initrd-start":
 		return "Linux started, initramfs runs", false, false
-	case "dhcp-bound", "nfs-mount-start", "nfs-mounted", "hello", "own-layer":
+	case "dhcp-bound", "nfs-mount-start", "nfs-mounted", "hello", "own-layer", "multi-user":
 		return strings.TrimSpace(f[0] + " " + dropUptime(rest)), false, false
 	}
 	return "", false, false

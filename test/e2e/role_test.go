@@ -124,6 +124,29 @@ func TestRoleSwitchDebian(t *testing.T) {
 		t.Errorf("web: unit states %v", units)
 	}
 	seen := countUnitLines(g)
+	// pictl's balancer (ports.balancer, 80) takes d1 in once its agent
+	// reports web active and the role's check passes; it drains and drops
+	// d1 when it leaves web.
+	viaBalancer := func() (string, error) {
+		out, err := l.net.NS.Command(l.ctx, "curl", "-sS", "--max-time", "5", "-w", " %{http_code}", "http://10.99.0.1/").CombinedOutput()
+		return string(out), err
+	}
+	member := func(want string) func() (bool, error) {
+		return func() (bool, error) {
+			b, err := l.ctl.API().Balancer(l.ctx)
+			if err != nil {
+				return false, nil
+			}
+			if want == "" {
+				return len(b.Members) == 0, nil
+			}
+			return len(b.Members) == 1 && b.Members[0].Node == "d1" && b.Members[0].State == want, nil
+		}
+	}
+	l.waitFor("d1 up in the balancer", time.Minute, member("up"))
+	if out, err := viaBalancer(); err != nil || out != page+" 200" {
+		t.Errorf("web: GET through the balancer = %q, %v", out, err)
+	}
 
 	// web → db, live.
 	t0 = time.Now()
@@ -144,6 +167,10 @@ func TestRoleSwitchDebian(t *testing.T) {
 	if units["mariadb.service"] != "active" || units["nginx.service"] == "active" || units["srv-www.mount"] == "active" {
 		t.Errorf("db: unit states %v (the www volume must be unmounted)", units)
 	}
+	l.waitFor("d1 out of the balancer", time.Minute, member(""))
+	if out, err := viaBalancer(); err != nil || !strings.HasSuffix(out, " 503") {
+		t.Errorf("db: GET through the balancer with no web node = %q, %v (want 503)", out, err)
+	}
 
 	// db → web, live.
 	t0 = time.Now()
@@ -155,6 +182,11 @@ func TestRoleSwitchDebian(t *testing.T) {
 	if out, err := get(); err != nil || out != page {
 		t.Errorf("web again: GET :8000 = %q, %v", out, err)
 	}
+	l.waitFor("d1 back in the balancer", time.Minute, member("up"))
+	if out, err := viaBalancer(); err != nil || out != page+" 200" {
+		t.Errorf("web again: GET through the balancer = %q, %v", out, err)
+	}
+	t.Logf("pictl lb status:\n%s", l.pictl("lb", "status"))
 	if _, err := mysqlGreeting(l, addr); err == nil {
 		t.Errorf("MariaDB still answers on a web node")
 	}
