@@ -122,7 +122,16 @@ func DebianImageSource(ctx context.Context, dir, tarPath string, a *vm.Artifacts
 	}
 	link := filepath.Join(wants, "pictl-e2e-marker.service")
 	_ = os.Remove(link)
-	return os.Symlink("../pictl-e2e-marker.service", link)
+	if err := os.Symlink("../pictl-e2e-marker.service", link); err != nil {
+		return err
+	}
+	// No login prompt on the serial console: agetty hangs up the tty when
+	// it starts (vhangup), and on a loaded machine it starts while the
+	// marker writes — its lines after that were lost (a guest that passed
+	// every check failed with only the first one seen).
+	getty := filepath.Join(dir, "etc/systemd/system/serial-getty@ttyS0.service")
+	_ = os.Remove(getty)
+	return os.Symlink("/dev/null", getty)
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {
