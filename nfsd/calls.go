@@ -16,8 +16,8 @@ import (
 // caller's identity (squash), and then either answers the call itself —
 // every procedure whose semantics go-nfs gets wrong: permissions,
 // ownership, special bits, times, LINK, MKNOD, exclusive CREATE — or hands
-// it to go-nfs (NULL, MOUNT, READLINK, FSSTAT, FSINFO, PATHCONF, COMMIT,
-// the listing part of READDIR(PLUS), malformed arguments).
+// it to go-nfs (NULL, MOUNT, malformed arguments, handles it cannot
+// resolve).
 
 // NFSv3 procedures (RFC 1813).
 const (
@@ -170,6 +170,16 @@ func (s *Server) serveCall(from net.Addr, rec []byte, send func([]byte) error) b
 		return k.rename()
 	case procLink:
 		return k.link()
+	case procReadlink:
+		return k.readlink()
+	case procFsstat:
+		return k.fsstat()
+	case procFsinfo:
+		return k.fsinfo()
+	case procPathconf:
+		return k.pathconf()
+	case procCommit:
+		return k.commit()
 	}
 	return false
 }
@@ -417,14 +427,16 @@ func (x *export) attrOf(t *tree, e *entry) *nfs.FileAttribute {
 	if err != nil {
 		return nil
 	}
-	return fattrOf(fi, e.path)
+	return fattrOf(fi, e.path, x.fsid())
 }
 
 // fattrOf is go-nfs's ToFileAttribute with the real atime and ctime, and
 // the mode without the os.FileMode type bits go-nfs leaves in it (mode3
-// holds the 12 permission bits; the type travels in ftype3).
-func fattrOf(fi *fileInfo, p string) *nfs.FileAttribute {
+// holds the 12 permission bits; the type travels in ftype3), and the
+// export's fsid (go-nfs sends 0 for every export).
+func fattrOf(fi *fileInfo, p string, fsid uint64) *nfs.FileAttribute {
 	a := nfs.ToFileAttribute(fi, p)
+	a.FSID = fsid
 	a.FileMode &= 0o7777
 	a.Atime = nfs.FileTime{Seconds: uint32(fi.atim.Sec), Nseconds: uint32(fi.atim.Nsec)}
 	a.Ctime = nfs.FileTime{Seconds: uint32(fi.ctim.Sec), Nseconds: uint32(fi.ctim.Nsec)}

@@ -128,7 +128,7 @@ func (k *nfsReq) readdir() bool {
 			w = k.appendHandle(w, id, p)
 		case fi != nil:
 			cp := joinPath(p, name)
-			w = appendPostOp(w, fattrOf(fi, cp))
+			w = appendPostOp(w, fattrOf(fi, cp, x.fsid()))
 			w = k.appendHandle(w, id, cp)
 		default: // "..": no attributes, no handle
 			w = binary.BigEndian.AppendUint32(w, 0)
