@@ -167,13 +167,13 @@ func TestCallsCheckAddressPerRequest(t *testing.T) {
 	// Every procedure is checked, with its own empty failure body.
 	dir := xdrArgs(nil).opaque(root).str("x")
 	for proc, args := range map[uint32]xdrArgs{
-		procLookup:  dir,
-		procRead:    xdrArgs(nil).opaque(root).u64(0).u32(10),
-		procCreate:  dir.u32(0).modeSattr(0o644),
-		procRemove:  dir,
-		procRename:  dir.opaque(root).str("y"),
-		procReaddir: xdrArgs(nil).opaque(root).u64(0).u64(0).u32(4096),
-		procCommit:  xdrArgs(nil).opaque(root).u64(0).u32(0),
+		procLookup:   dir,
+		procRead:     xdrArgs(nil).opaque(root).u64(0).u32(10),
+		procCreate:   dir.u32(0).modeSattr(0o644),
+		procRemove:   dir,
+		procRename:   dir.opaque(root).str("y"),
+		procReaddir:  xdrArgs(nil).opaque(root).u64(0).u64(0).u32(4096),
+		procCommit:   xdrArgs(nil).opaque(root).u64(0).u32(0),
 		procReadlink: xdrArgs(nil).opaque(root),
 		procFsstat:   xdrArgs(nil).opaque(root),
 		procFsinfo:   xdrArgs(nil).opaque(root),
