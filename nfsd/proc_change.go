@@ -188,7 +188,7 @@ func (k *nfsReq) applySattr(host string, st *unix.Stat_t, a *sattr) error {
 		if a.setGID {
 			gid = int(a.gid)
 		}
-		if err := unix.Lchown(host, uid, gid); err != nil {
+		if err := hostLchown(host, uid, gid); err != nil {
 			return err
 		}
 		if a.setMode && mode&unix.S_IFMT != unix.S_IFDIR {
@@ -200,13 +200,13 @@ func (k *nfsReq) applySattr(host string, st *unix.Stat_t, a *sattr) error {
 		}
 	}
 	if a.setMode {
-		if err := unix.Chmod(host, a.mode); err != nil {
+		if err := hostChmod(host, a.mode); err != nil {
 			return err
 		}
 		mode = mode&unix.S_IFMT | a.mode
 	}
 	if a.setSize {
-		if err := unix.Truncate(host, int64(a.size)); err != nil {
+		if err := hostTruncate(host, int64(a.size)); err != nil {
 			return err
 		}
 		if err := k.dropSetID(host, mode); err != nil {
@@ -223,7 +223,7 @@ func (k *nfsReq) applySattr(host string, st *unix.Stat_t, a *sattr) error {
 				ts[i] = []unix.Timespec{a.atimeTS, a.mtimeTS}[i]
 			}
 		}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := hostUtimes(host, ts); err != nil {
 			return err
 		}
 	}
@@ -244,7 +244,7 @@ func (k *nfsReq) dropSetID(host string, mode uint32) error {
 	if kill == 0 {
 		return nil
 	}
-	return unix.Chmod(host, mode&0o7777&^kill)
+	return hostChmod(host, mode&0o7777&^kill)
 }
 
 // ---- WRITE ----

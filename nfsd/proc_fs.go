@@ -3,7 +3,6 @@ package nfsd
 import (
 	"encoding/binary"
 	"math"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,7 +69,7 @@ func (k *nfsReq) readlink() bool {
 		setStatus(w, nfs3ErrInval)
 		return k.reply(w)
 	}
-	target, err := os.Readlink(e.host)
+	target, err := hostReadlink(e.host)
 	if err != nil {
 		setStatus(w, statusOf(err))
 		return k.reply(w)
