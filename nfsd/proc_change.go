@@ -51,6 +51,17 @@ func (k *nfsReq) secondHandle(fh []byte) (fileID, uint32) {
 	return id, nfs3OK
 }
 
+// object resolves the call's (first) handle in t; a handle that no longer
+// names anything is answered NFS3ERR_STALE and ok is false.
+func (k *nfsReq) object(t *tree) (p string, e *entry, ok bool) {
+	p, e, err := k.x.pathOf(t, k.id)
+	if err != nil {
+		k.fail(nfs3ErrStale)
+		return "", nil, false
+	}
+	return p, e, true
+}
+
 // dirState is a directory resolved for a change, with its attributes from
 // before it.
 type dirState struct {
@@ -96,9 +107,9 @@ func (k *nfsReq) setattr() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	t := x.t
-	p, e, err := x.pathOf(t, k.id)
-	if err != nil {
-		return k.fail(nfs3ErrStale)
+	p, e, ok := k.object(t)
+	if !ok {
+		return true
 	}
 	pre := e.st
 	done := func(status uint32) bool {
@@ -119,7 +130,7 @@ func (k *nfsReq) setattr() bool {
 	if status := k.checkSattr(e, &a); status != nfs3OK {
 		return done(status)
 	}
-	err = x.setAttrs(t, p, func(host string, st *unix.Stat_t) error { return k.applySattr(host, st, &a) })
+	err := x.setAttrs(t, p, func(host string, st *unix.Stat_t) error { return k.applySattr(host, st, &a) })
 	return done(statusOf(err))
 }
 
@@ -263,10 +274,10 @@ func (k *nfsReq) write() bool {
 	}
 	x := k.x
 	t := x.rlock()
-	p, e, err := x.pathOf(t, k.id)
+	p, e, ok := k.object(t)
 	x.mu.RUnlock()
-	if err != nil {
-		return k.fail(nfs3ErrStale)
+	if !ok {
+		return true
 	}
 	pre := e.st
 	done := func(status uint32, n int) bool {
@@ -660,9 +671,9 @@ func (k *nfsReq) link() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	t := x.t
-	fp, fe, err := x.pathOf(t, k.id)
-	if err != nil {
-		return k.fail(nfs3ErrStale)
+	fp, fe, ok := k.object(t)
+	if !ok {
+		return true
 	}
 	d, status := k.resolveDir(t, dirID)
 	done := func(status uint32) bool {

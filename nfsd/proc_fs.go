@@ -49,9 +49,8 @@ func (k *nfsReq) objectAttr() (*entry, []byte, bool) {
 	x := k.x
 	t := x.rlock()
 	defer x.mu.RUnlock()
-	_, e, err := x.pathOf(t, k.id)
-	if err != nil {
-		k.fail(nfs3ErrStale)
+	_, e, ok := k.object(t)
+	if !ok {
 		return nil, nil, false
 	}
 	w := newReply(k.xid, nfs3OK)
@@ -138,9 +137,9 @@ func (k *nfsReq) commit() bool {
 	x := k.x
 	t := x.rlock()
 	defer x.mu.RUnlock()
-	p, e, err := x.pathOf(t, k.id)
-	if err != nil {
-		return k.fail(nfs3ErrStale)
+	p, e, ok := k.object(t)
+	if !ok {
+		return true
 	}
 	status := uint32(nfs3OK)
 	switch {

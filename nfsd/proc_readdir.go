@@ -36,10 +36,10 @@ func (k *nfsReq) readdir() bool {
 	}
 	x := k.x
 	t := x.rlock()
-	p, e, err := x.pathOf(t, k.id)
-	if err != nil {
+	p, e, ok := k.object(t)
+	if !ok {
 		x.mu.RUnlock()
-		return k.fail(nfs3ErrStale)
+		return true
 	}
 	dirAttr := x.attrOf(t, e)
 	if !e.isDir() {
@@ -69,6 +69,7 @@ func (k *nfsReq) readdir() bool {
 		contents = h.DataForVerifier(p, verf)
 	}
 	if contents == nil {
+		var err error
 		if contents, err = x.ReadDir(p); err != nil {
 			return k.reply(appendPostOp(newReply(k.xid, statusOf(err)), dirAttr))
 		}
