@@ -441,9 +441,9 @@ func (k *nfsReq) create() bool {
 					return fail(statusOf(err))
 				}
 			}
-			return k.created(t, d, p)
+			return k.created(t, d, p, nil)
 		case k.proc == procCreate && how == createExclusive && e.isRegular() && verifierMatches(&e.st, verf):
-			return k.created(t, d, p) // a retransmission
+			return k.created(t, d, p, e) // a retransmission
 		}
 		return fail(nfs3ErrExist)
 	case !notExist(err):
@@ -464,7 +464,8 @@ func (k *nfsReq) create() bool {
 	} else if o.perm&unix.S_ISGID != 0 && d.e.st.Mode&unix.S_ISGID != 0 && !k.cred.root() && !k.cred.inGroup(d.e.st.Gid) {
 		o.perm &^= unix.S_ISGID // the kernel's mode_strip_sgid
 	}
-	if _, err := x.create(t, p, o); err != nil {
+	ne, err := x.create(t, p, o)
+	if err != nil {
 		return fail(statusOf(err))
 	}
 	// What else the sattr asks (size, times; owner by root), applied as
@@ -484,8 +485,9 @@ func (k *nfsReq) create() bool {
 		if err := x.setAttrs(t, p, func(host string, st *unix.Stat_t) error { return k.applySattr(host, st, &rest) }); err != nil {
 			return fail(statusOf(err))
 		}
+		ne = nil // changed since: resolve it again
 	}
-	return k.created(t, d, p)
+	return k.created(t, d, p, ne)
 }
 
 func verifierMatches(st *unix.Stat_t, verf []byte) bool {
@@ -496,10 +498,14 @@ func verifierMatches(st *unix.Stat_t, verf []byte) bool {
 
 // created answers a CREATE-like call for the object now at p: its handle
 // (never empty: a failure to name it is an error reply), attributes and
-// the directory's wcc_data.
-func (k *nfsReq) created(t *tree, d *dirState, p string) bool {
+// the directory's wcc_data. e is the object as resolved after its last
+// change, or nil.
+func (k *nfsReq) created(t *tree, d *dirState, p string, e *entry) bool {
 	x := k.x
-	e, err := x.lookup(t, p)
+	var err error
+	if e == nil {
+		e, err = x.lookup(t, p)
+	}
 	var id fileID
 	if err == nil {
 		id, err = x.idOf(t, e)
