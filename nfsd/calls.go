@@ -42,9 +42,11 @@ const (
 	nfs3OK             = 0
 	nfs3ErrPerm        = 1
 	nfs3ErrIO          = 5
+	nfs3ErrNXIO        = 6
 	nfs3ErrAcces       = 13
 	nfs3ErrExist       = 17
 	nfs3ErrXDev        = 18
+	nfs3ErrNoDev       = 19
 	nfs3ErrNotDir      = 20
 	nfs3ErrIsDir       = 21
 	nfs3ErrInval       = 22
@@ -58,7 +60,9 @@ const (
 	nfs3ErrStale       = 70
 	nfs3ErrNotSync     = 10002
 	nfs3ErrNotSupp     = 10004
+	nfs3ErrServerFault = 10006
 	nfs3ErrBadType     = 10007
+	nfs3ErrJukebox     = 10008
 )
 
 // nfsCall is a decoded NFSv3 call header.
@@ -320,6 +324,18 @@ func statusOf(err error) uint32 {
 		return nfs3ErrAcces
 	case unix.EOPNOTSUPP:
 		return nfs3ErrNotSupp
+	case unix.ENXIO:
+		return nfs3ErrNXIO
+	case unix.E2BIG:
+		return nfs3ErrFBig
+	case unix.EBADF:
+		return nfs3ErrStale
+	case unix.ENODEV:
+		return nfs3ErrNoDev
+	case unix.EAGAIN, unix.ENOMEM, unix.ETIMEDOUT:
+		return nfs3ErrJukebox // try again later
+	case unix.ENFILE, unix.EMFILE:
+		return nfs3ErrServerFault // the server is out of descriptors, not the client wrong
 	}
 	return nfs3ErrIO
 }

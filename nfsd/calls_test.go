@@ -3,6 +3,7 @@ package nfsd
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -420,4 +421,48 @@ func mtimeOnly(b []byte, proc uint32) []byte {
 		}
 	}
 	return b
+}
+
+// TestStatusOf: errno → nfsstat3 as knfsd's nfserrno maps them (and
+// pictl's own errors).
+func TestStatusOf(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want uint32
+	}{
+		{nil, nfs3OK},
+		{unix.EPERM, nfs3ErrPerm},
+		{unix.ENOENT, nfs3ErrNoEnt},
+		{&os.PathError{Op: "lstat", Path: "/x", Err: unix.ENOENT}, nfs3ErrNoEnt},
+		{os.ErrNotExist, nfs3ErrNoEnt},
+		{unix.EACCES, nfs3ErrAcces},
+		{unix.EEXIST, nfs3ErrExist},
+		{unix.EXDEV, nfs3ErrXDev},
+		{unix.ENOTDIR, nfs3ErrNotDir},
+		{unix.EISDIR, nfs3ErrIsDir},
+		{unix.EINVAL, nfs3ErrInval},
+		{unix.EFBIG, nfs3ErrFBig},
+		{unix.E2BIG, nfs3ErrFBig},
+		{unix.ENOSPC, nfs3ErrNoSpc},
+		{unix.EROFS, nfs3ErrROFS},
+		{unix.EMLINK, nfs3ErrMLink},
+		{unix.ENAMETOOLONG, nfs3ErrNameTooLong},
+		{unix.ENOTEMPTY, nfs3ErrNotEmpty},
+		{unix.EDQUOT, nfs3ErrDQuot},
+		{unix.ESTALE, nfs3ErrStale},
+		{unix.EBADF, nfs3ErrStale},
+		{errStale, nfs3ErrStale},
+		{unix.ENXIO, nfs3ErrNXIO},
+		{unix.ENODEV, nfs3ErrNoDev},
+		{unix.EOPNOTSUPP, nfs3ErrNotSupp},
+		{unix.EAGAIN, nfs3ErrJukebox},
+		{unix.ENOMEM, nfs3ErrJukebox},
+		{unix.ENFILE, nfs3ErrServerFault},
+		{unix.EIO, nfs3ErrIO},
+		{errors.New("anything else"), nfs3ErrIO},
+	} {
+		if got := statusOf(tc.err); got != tc.want {
+			t.Errorf("statusOf(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
 }
