@@ -64,9 +64,10 @@
 // loop, NULL, MOUNT and the calls nfsd cannot decode (GO_NFS_DEFECTS.md).
 // Read-only files stay open for a few seconds so the kernel's readahead
 // sees sequential streams; image and role-layer files are shared by every
-// node on the image. File
-// data is fdatasync'ed before a WRITE is answered (go-nfs always claims
-// FILE_SYNC); namespace changes and identity records are flushed every
+// node on the image. File data is fdatasync'ed before a FILE_SYNC WRITE
+// (and an UNSTABLE one that holds the whole file) is answered, otherwise
+// at the client's COMMIT; namespace changes and identity records are
+// flushed every
 // Config.MetadataFlush (or before each reply with Config.SyncMetadata).
 // go-nfs allocates a buffer per request while nfsd keeps little live heap:
 // run the process with GOGC=400 (or a memory limit) rather than Go's 100.

@@ -260,11 +260,17 @@ func (k *nfsReq) dropSetID(host string, mode uint32) error {
 
 // ---- WRITE ----
 
+// stable_how of WRITE (and its reply's committed).
+const (
+	writeUnstable = 0
+	writeFileSync = 2
+)
+
 func (k *nfsReq) write() bool {
 	r := k.argReader()
 	off := r.u64()
 	count := r.u32()
-	_ = r.u32() // stable_how: every WRITE is answered FILE_SYNC
+	how := r.u32() // stable_how
 	data := r.opaque(maxRecord)
 	if r.bad {
 		return false
@@ -280,14 +286,24 @@ func (k *nfsReq) write() bool {
 		return true
 	}
 	pre := e.st
+	// An UNSTABLE write is left in the page cache until the client's
+	// COMMIT, as knfsd does: a file written in many WRITEs is synced once,
+	// not once per WRITE. A write that holds the whole file (a small file
+	// in one WRITE) is synced now and answered FILE_SYNC, which spares the
+	// client its COMMIT round trip.
+	sync := how != writeUnstable || (off == 0 && int64(len(data)) >= pre.Size)
 	done := func(status uint32, n int) bool {
 		w := newReply(k.xid, status)
 		t := x.rlock()
 		w = appendWcc(w, &pre, x.postOpAt(t, p))
 		x.mu.RUnlock()
 		if status == nfs3OK {
+			committed := uint32(writeFileSync)
+			if !sync {
+				committed = writeUnstable
+			}
 			w = binary.BigEndian.AppendUint32(w, uint32(n))
-			w = binary.BigEndian.AppendUint32(w, 2) // FILE_SYNC
+			w = binary.BigEndian.AppendUint32(w, committed)
 			w = append(w, k.s.writeVerf[:]...)
 		}
 		return k.reply(w)
@@ -311,7 +327,7 @@ func (k *nfsReq) write() bool {
 		f.Close()
 		return done(nfs3ErrIO, 0)
 	}
-	of.dirty = true
+	of.dirty = sync // Close fdatasyncs a dirty file
 	n, err := of.f.WriteAt(data, int64(off))
 	if cerr := of.Close(); err == nil {
 		err = cerr

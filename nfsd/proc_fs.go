@@ -123,10 +123,11 @@ func (k *nfsReq) pathconf() bool {
 	return k.reply(w)
 }
 
-// commit: every WRITE nfsd answers is on disk before its reply (FILE_SYNC),
-// so there is nothing left to flush; the reply carries the same verifier
-// as the WRITEs, so a client resends nothing. No permission check, as the
-// data was checked when written (a file created 0444 is still committed).
+// commit makes the file's data durable: UNSTABLE WRITEs left it in the
+// page cache. The reply carries the same verifier as the WRITEs: after a
+// restart the verifier differs and the client sends its unstable data
+// again. No permission check, as the data was checked when written (a file
+// created 0444 is still committed).
 func (k *nfsReq) commit() bool {
 	r := k.argReader()
 	_ = r.u64() // offset
@@ -136,8 +137,8 @@ func (k *nfsReq) commit() bool {
 	}
 	x := k.x
 	t := x.rlock()
-	defer x.mu.RUnlock()
 	p, e, ok := k.object(t)
+	x.mu.RUnlock()
 	if !ok {
 		return true
 	}
@@ -147,13 +148,27 @@ func (k *nfsReq) commit() bool {
 		status = nfs3ErrIsDir
 	case !e.isRegular():
 		status = nfs3ErrInval
+	case k.s.cfg.syncWrites():
+		status = statusOf(syncData(e.host))
 	}
 	pre := e.st
+	t = x.rlock()
 	w := appendWcc(newReply(k.xid, status), &pre, x.postOpAt(t, p))
+	x.mu.RUnlock()
 	if status == nfs3OK {
 		w = append(w, k.s.writeVerf[:]...)
 	}
 	return k.reply(w)
+}
+
+// syncData fdatasyncs the regular file at host.
+func syncData(host string) error {
+	fd, err := hostOpen(host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fdatasync(fd)
 }
 
 // setStatus overwrites the status of a reply built by newReply.

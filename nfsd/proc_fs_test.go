@@ -153,3 +153,57 @@ func TestFsProcedures(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteStability: an UNSTABLE WRITE that holds the whole file is
+// synced and answered FILE_SYNC (no COMMIT needed), one that extends a
+// file is left for COMMIT and answered UNSTABLE; FILE_SYNC is honoured;
+// WRITE and COMMIT carry the same verifier.
+func TestWriteStability(t *testing.T) {
+	e, _, _ := nfsEnv(t)
+	dir := e.handle(t, "/volumes/www", "/")
+	call := func(proc uint32, args xdrArgs) (uint32, []byte) {
+		t.Helper()
+		rep := serve(t, e.srv, "127.0.0.1", callRecord(4, proc, credRoot, args))
+		if rep == nil {
+			t.Fatalf("proc %d left to go-nfs", proc)
+		}
+		return replyStatus(t, rep, 4)
+	}
+	st, body := call(procCreate, xdrArgs(nil).opaque(dir).str("w").u32(createGuarded).modeSattr(0o644))
+	if st != nfs3OK {
+		t.Fatalf("create: %d", st)
+	}
+	f := append([]byte(nil), body[8:8+binary.BigEndian.Uint32(body[4:])]...)
+	const wcc = 4 + 24 + 4 + 84
+	for _, tc := range []struct {
+		off       uint64
+		how       uint32
+		data      string
+		committed uint32
+	}{
+		{0, writeUnstable, "hello", writeFileSync}, // the whole file
+		{5, writeUnstable, " world", writeUnstable},
+		{0, writeUnstable, "H", writeUnstable}, // part of a longer file
+		{11, writeFileSync, "!", writeFileSync},
+	} {
+		st, body := call(procWrite, xdrArgs(nil).opaque(f).u64(tc.off).u32(uint32(len(tc.data))).u32(tc.how).str(tc.data))
+		if st != nfs3OK || len(body) != wcc+16 {
+			t.Fatalf("write at %d: status %d body %x", tc.off, st, body)
+		}
+		res := body[wcc:]
+		if n, c := binary.BigEndian.Uint32(res), binary.BigEndian.Uint32(res[4:]); n != uint32(len(tc.data)) || c != tc.committed {
+			t.Errorf("write %q at %d (stable_how %d): count %d committed %d, want %d", tc.data, tc.off, tc.how, n, c, tc.committed)
+		}
+		if !bytes.Equal(res[8:], e.srv.writeVerf[:]) {
+			t.Errorf("write verifier %x, want %x", res[8:], e.srv.writeVerf)
+		}
+	}
+	st, body = call(procCommit, xdrArgs(nil).opaque(f).u64(0).u32(0))
+	if st != nfs3OK || !bytes.Equal(body[len(body)-8:], e.srv.writeVerf[:]) {
+		t.Fatalf("commit: status %d body %x", st, body)
+	}
+	st, body = call(procRead, xdrArgs(nil).opaque(f).u64(0).u32(100))
+	if st != nfs3OK || !bytes.Contains(body, []byte("Hello world!")) {
+		t.Fatalf("read back: status %d body %q", st, body)
+	}
+}
