@@ -16,8 +16,8 @@ import (
 // caller's identity (squash), and then either answers the call itself —
 // every procedure whose semantics go-nfs gets wrong: permissions,
 // ownership, special bits, times, LINK, MKNOD, exclusive CREATE — or hands
-// it to go-nfs (NULL, MOUNT, READLINK, FSSTAT, FSINFO, PATHCONF, COMMIT,
-// the listing part of READDIR(PLUS), malformed arguments).
+// it to go-nfs (NULL, MOUNT, malformed arguments, handles it cannot
+// resolve).
 
 // NFSv3 procedures (RFC 1813).
 const (
@@ -42,9 +42,11 @@ const (
 	nfs3OK             = 0
 	nfs3ErrPerm        = 1
 	nfs3ErrIO          = 5
+	nfs3ErrNXIO        = 6
 	nfs3ErrAcces       = 13
 	nfs3ErrExist       = 17
 	nfs3ErrXDev        = 18
+	nfs3ErrNoDev       = 19
 	nfs3ErrNotDir      = 20
 	nfs3ErrIsDir       = 21
 	nfs3ErrInval       = 22
@@ -58,7 +60,9 @@ const (
 	nfs3ErrStale       = 70
 	nfs3ErrNotSync     = 10002
 	nfs3ErrNotSupp     = 10004
+	nfs3ErrServerFault = 10006
 	nfs3ErrBadType     = 10007
+	nfs3ErrJukebox     = 10008
 )
 
 // nfsCall is a decoded NFSv3 call header.
@@ -170,6 +174,16 @@ func (s *Server) serveCall(from net.Addr, rec []byte, send func([]byte) error) b
 		return k.rename()
 	case procLink:
 		return k.link()
+	case procReadlink:
+		return k.readlink()
+	case procFsstat:
+		return k.fsstat()
+	case procFsinfo:
+		return k.fsinfo()
+	case procPathconf:
+		return k.pathconf()
+	case procCommit:
+		return k.commit()
 	}
 	return false
 }
@@ -310,6 +324,18 @@ func statusOf(err error) uint32 {
 		return nfs3ErrAcces
 	case unix.EOPNOTSUPP:
 		return nfs3ErrNotSupp
+	case unix.ENXIO:
+		return nfs3ErrNXIO
+	case unix.E2BIG:
+		return nfs3ErrFBig
+	case unix.EBADF:
+		return nfs3ErrStale
+	case unix.ENODEV:
+		return nfs3ErrNoDev
+	case unix.EAGAIN, unix.ENOMEM, unix.ETIMEDOUT:
+		return nfs3ErrJukebox // try again later
+	case unix.ENFILE, unix.EMFILE:
+		return nfs3ErrServerFault // the server is out of descriptors, not the client wrong
 	}
 	return nfs3ErrIO
 }
@@ -417,14 +443,16 @@ func (x *export) attrOf(t *tree, e *entry) *nfs.FileAttribute {
 	if err != nil {
 		return nil
 	}
-	return fattrOf(fi, e.path)
+	return fattrOf(fi, e.path, x.fsid())
 }
 
 // fattrOf is go-nfs's ToFileAttribute with the real atime and ctime, and
 // the mode without the os.FileMode type bits go-nfs leaves in it (mode3
-// holds the 12 permission bits; the type travels in ftype3).
-func fattrOf(fi *fileInfo, p string) *nfs.FileAttribute {
+// holds the 12 permission bits; the type travels in ftype3), and the
+// export's fsid (go-nfs sends 0 for every export).
+func fattrOf(fi *fileInfo, p string, fsid uint64) *nfs.FileAttribute {
 	a := nfs.ToFileAttribute(fi, p)
+	a.FSID = fsid
 	a.FileMode &= 0o7777
 	a.Atime = nfs.FileTime{Seconds: uint32(fi.atim.Sec), Nseconds: uint32(fi.atim.Nsec)}
 	a.Ctime = nfs.FileTime{Seconds: uint32(fi.ctim.Sec), Nseconds: uint32(fi.ctim.Nsec)}

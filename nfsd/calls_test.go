@@ -3,6 +3,7 @@ package nfsd
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -167,13 +168,17 @@ func TestCallsCheckAddressPerRequest(t *testing.T) {
 	// Every procedure is checked, with its own empty failure body.
 	dir := xdrArgs(nil).opaque(root).str("x")
 	for proc, args := range map[uint32]xdrArgs{
-		procLookup:  dir,
-		procRead:    xdrArgs(nil).opaque(root).u64(0).u32(10),
-		procCreate:  dir.u32(0).modeSattr(0o644),
-		procRemove:  dir,
-		procRename:  dir.opaque(root).str("y"),
-		procReaddir: xdrArgs(nil).opaque(root).u64(0).u64(0).u32(4096),
-		procCommit:  xdrArgs(nil).opaque(root).u64(0).u32(0),
+		procLookup:   dir,
+		procRead:     xdrArgs(nil).opaque(root).u64(0).u32(10),
+		procCreate:   dir.u32(0).modeSattr(0o644),
+		procRemove:   dir,
+		procRename:   dir.opaque(root).str("y"),
+		procReaddir:  xdrArgs(nil).opaque(root).u64(0).u64(0).u32(4096),
+		procCommit:   xdrArgs(nil).opaque(root).u64(0).u32(0),
+		procReadlink: xdrArgs(nil).opaque(root),
+		procFsstat:   xdrArgs(nil).opaque(root),
+		procFsinfo:   xdrArgs(nil).opaque(root),
+		procPathconf: xdrArgs(nil).opaque(root),
 	} {
 		rep := serve(t, e.srv, "127.0.0.2", callRecord(9, proc, credRoot, args))
 		st, body := replyStatus(t, rep, 9)
@@ -389,9 +394,10 @@ func TestVolumeIdentitySurvivesInodeReuse(t *testing.T) {
 }
 
 // mtimeOnly rewrites the atime and ctime of each fattr3 in a reply body
-// (status first) to its mtime, as go-nfs sends them, and drops the type
-// bits go-nfs leaves in the mode: the byte-for-byte comparisons with
-// go-nfs's replies ignore what nfsd sends right.
+// (status first) to its mtime, as go-nfs sends them, drops the type bits
+// go-nfs leaves in the mode and zeroes the fsid (go-nfs sends 0): the
+// byte-for-byte comparisons with go-nfs's replies ignore what nfsd sends
+// right.
 func mtimeOnly(b []byte, proc uint32) []byte {
 	b = append([]byte(nil), b...)
 	if len(b) < 4 || binary.BigEndian.Uint32(b) != 0 {
@@ -409,9 +415,54 @@ func mtimeOnly(b []byte, proc uint32) []byte {
 	for _, o := range offs {
 		if o+84 <= len(b) {
 			binary.BigEndian.PutUint32(b[o+4:], binary.BigEndian.Uint32(b[o+4:])&0o7777)
+			clear(b[o+44 : o+52])
 			copy(b[o+60:], b[o+68:o+76])
 			copy(b[o+76:], b[o+68:o+76])
 		}
 	}
 	return b
+}
+
+// TestStatusOf: errno → nfsstat3 as knfsd's nfserrno maps them (and
+// pictl's own errors).
+func TestStatusOf(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want uint32
+	}{
+		{nil, nfs3OK},
+		{unix.EPERM, nfs3ErrPerm},
+		{unix.ENOENT, nfs3ErrNoEnt},
+		{&os.PathError{Op: "lstat", Path: "/x", Err: unix.ENOENT}, nfs3ErrNoEnt},
+		{os.ErrNotExist, nfs3ErrNoEnt},
+		{unix.EACCES, nfs3ErrAcces},
+		{unix.EEXIST, nfs3ErrExist},
+		{unix.EXDEV, nfs3ErrXDev},
+		{unix.ENOTDIR, nfs3ErrNotDir},
+		{unix.EISDIR, nfs3ErrIsDir},
+		{unix.EINVAL, nfs3ErrInval},
+		{unix.EFBIG, nfs3ErrFBig},
+		{unix.E2BIG, nfs3ErrFBig},
+		{unix.ENOSPC, nfs3ErrNoSpc},
+		{unix.EROFS, nfs3ErrROFS},
+		{unix.EMLINK, nfs3ErrMLink},
+		{unix.ENAMETOOLONG, nfs3ErrNameTooLong},
+		{unix.ENOTEMPTY, nfs3ErrNotEmpty},
+		{unix.EDQUOT, nfs3ErrDQuot},
+		{unix.ESTALE, nfs3ErrStale},
+		{unix.EBADF, nfs3ErrStale},
+		{errStale, nfs3ErrStale},
+		{unix.ENXIO, nfs3ErrNXIO},
+		{unix.ENODEV, nfs3ErrNoDev},
+		{unix.EOPNOTSUPP, nfs3ErrNotSupp},
+		{unix.EAGAIN, nfs3ErrJukebox},
+		{unix.ENOMEM, nfs3ErrJukebox},
+		{unix.ENFILE, nfs3ErrServerFault},
+		{unix.EIO, nfs3ErrIO},
+		{errors.New("anything else"), nfs3ErrIO},
+	} {
+		if got := statusOf(tc.err); got != tc.want {
+			t.Errorf("statusOf(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
 }

@@ -38,26 +38,26 @@ func (x *export) Chmod(name string, mode os.FileMode) error {
 		} else {
 			bits |= st.Mode & (unix.S_ISUID | unix.S_ISGID | unix.S_ISVTX)
 		}
-		return unix.Chmod(host, bits)
+		return hostChmod(host, bits)
 	})
 }
 
 func (x *export) Lchown(name string, uid, gid int) error {
 	return x.change("chown", name, false, func(host string, st *unix.Stat_t) error {
-		return unix.Lchown(host, uid, gid)
+		return hostLchown(host, uid, gid)
 	})
 }
 
 func (x *export) Chown(name string, uid, gid int) error {
 	return x.change("chown", name, true, func(host string, st *unix.Stat_t) error {
-		return unix.Lchown(host, uid, gid)
+		return hostLchown(host, uid, gid)
 	})
 }
 
 func (x *export) Chtimes(name string, atime, mtime time.Time) error {
 	return x.change("utimes", name, false, func(host string, st *unix.Stat_t) error {
 		ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-		return unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW)
+		return hostUtimes(host, ts)
 	})
 }
 

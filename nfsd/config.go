@@ -65,17 +65,18 @@ type Config struct {
 	// that has a connection open) counts as mounted, and Reset refuses to
 	// discard its layer without force. Default 2 minutes.
 	ActiveWindow time.Duration
-	// NoSyncWrites turns off the fdatasync of written files. go-nfs tells
-	// clients every WRITE is on stable storage (FILE_SYNC), so this trades
-	// crash safety for speed; only for benchmarks and throw-away nodes.
+	// NoSyncWrites turns off the fdatasync of written files (at WRITE and
+	// COMMIT) while clients are told their data is on stable storage, so
+	// this trades crash safety for speed; only for benchmarks and
+	// throw-away nodes.
 	NoSyncWrites bool
 	// SyncMetadata makes every namespace or attribute change (create,
 	// remove, rename, chmod...) and its identity record durable before the
 	// reply, as NFSv3 asks and knfsd's "sync" exports do: one or more
 	// fsyncs per change. Default off: such changes are flushed together
 	// every MetadataFlush (like ganesha, or knfsd's "async"); file data is
-	// always synced before a WRITE is answered (go-nfs promises FILE_SYNC),
-	// and on ext4 that also commits every metadata change made before it.
+	// synced before a stable WRITE or a COMMIT is answered, and on ext4
+	// that also commits every metadata change made before it.
 	SyncMetadata bool
 	// MetadataFlush is the background flush period. Default 1 second.
 	MetadataFlush time.Duration

@@ -55,18 +55,19 @@
 //
 // Below go-nfs, a fan-out listener serves each client connection with
 // several go-nfs workers (go-nfs alone answers one request at a time) and
-// shows every NFS call to nfsd first (calls.go). nfsd answers itself every
-// procedure go-nfs gets wrong — credentials, permissions, ownership, modes,
-// times, LINK, MKNOD, exclusive CREATE, directory cookies — and the hot
-// ones: READ straight from the file into the reply (go-nfs copies each
-// READ four times), LOOKUP, GETATTR and ACCESS from the resolution that
-// checked the handle. go-nfs keeps the server loop, MOUNT, READLINK,
-// FSSTAT, FSINFO, PATHCONF and COMMIT (with a per-request memo, reqFS).
+// shows every NFS call to nfsd first (calls.go). nfsd answers every NFSv3
+// procedure itself — go-nfs gets credentials, permissions, ownership,
+// modes, times, LINK, MKNOD, exclusive CREATE, directory cookies, fsid and
+// the file system statistics wrong — READ straight from the file into the
+// reply (go-nfs copies each READ four times), LOOKUP, GETATTR and ACCESS
+// from the resolution that checked the handle. go-nfs keeps the server
+// loop, NULL, MOUNT and the calls nfsd cannot decode (GO_NFS_DEFECTS.md).
 // Read-only files stay open for a few seconds so the kernel's readahead
 // sees sequential streams; image and role-layer files are shared by every
-// node on the image. File
-// data is fdatasync'ed before a WRITE is answered (go-nfs always claims
-// FILE_SYNC); namespace changes and identity records are flushed every
+// node on the image. File data is fdatasync'ed before a FILE_SYNC WRITE
+// (and an UNSTABLE one that holds the whole file) is answered, otherwise
+// at the client's COMMIT; namespace changes and identity records are
+// flushed every
 // Config.MetadataFlush (or before each reply with Config.SyncMetadata).
 // go-nfs allocates a buffer per request while nfsd keeps little live heap:
 // run the process with GOGC=400 (or a memory limit) rather than Go's 100.

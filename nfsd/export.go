@@ -246,7 +246,7 @@ func (x *export) lookup(t *tree, p string) (*entry, error) {
 	// rules only look below non-directories.)
 	if s, ok := x.cache.stack(p); ok {
 		var st unix.Stat_t
-		if unix.Lstat(s[0].host, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if hostLstat(s[0].host, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			return &entry{path: p, layer: s[0].layer, host: s[0].host, st: st, stack: s}, nil
 		}
 	}

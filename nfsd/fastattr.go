@@ -61,7 +61,7 @@ func (s *Server) fastAttr(rec []byte, send func([]byte) error, cr cred, x *expor
 	if proc == procAccess {
 		w = binary.BigEndian.AppendUint32(w, 1) // post_op_attr follows
 	}
-	w = appendFattr(w, fattrOf(fi, p))
+	w = appendFattr(w, fattrOf(fi, p, x.fsid()))
 	if proc == procAccess {
 		w = binary.BigEndian.AppendUint32(w, accessMask(cr, &st, mask, x.writable.Load()))
 	}

@@ -125,7 +125,7 @@ func (s *Server) fastLookup(rec []byte, send func([]byte) error, cr cred, x *exp
 		// the directory's attributes.
 		w := newReply(req.xid, nfs3ErrAcces)
 		w = binary.BigEndian.AppendUint32(w, 1)
-		w = appendFattr(w, fattrOf(dfi, dir))
+		w = appendFattr(w, fattrOf(dfi, dir, x.fsid()))
 		s.metrics.refusedCalls.WithLabelValues("permission").Inc()
 		_ = send(finishReply(w))
 		return true
@@ -156,9 +156,9 @@ func (s *Server) fastLookup(rec []byte, send func([]byte) error, cr cred, x *exp
 		w = binary.BigEndian.AppendUint32(w, uint32(len(fh)))
 		w = append(w, fh...)
 		w = binary.BigEndian.AppendUint32(w, 1)
-		w = appendFattr(w, fattrOf(cfi, p))
+		w = appendFattr(w, fattrOf(cfi, p, x.fsid()))
 		w = binary.BigEndian.AppendUint32(w, 1)
-		w = appendFattr(w, fattrOf(dfi, dir))
+		w = appendFattr(w, fattrOf(dfi, dir, x.fsid()))
 	}
 	binary.BigEndian.PutUint32(w, uint32(len(w)-4)|0x80000000)
 	// Counted before the send: a client that has its reply sees the count.

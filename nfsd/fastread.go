@@ -161,7 +161,7 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error, cr cred, x *expor
 	put(0) // SUCCESS
 	put(0) // NFS3_OK
 	put(1) // post_op_attr follows
-	w = appendFattr(w, fattrOf(fi, p))
+	w = appendFattr(w, fattrOf(fi, p, x.fsid()))
 	put(uint32(n))
 	if eof {
 		put(1)

@@ -49,7 +49,7 @@ func (c *fdCache) open(host string, st *unix.Stat_t) (*os.File, func(), error) {
 		return e.f, func() { c.release(key, e) }, nil
 	}
 	c.mu.Unlock()
-	f, err := os.OpenFile(host, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	f, err := hostOpenFile(host, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,7 +8,8 @@ import (
 
 // openFile is the billy.File go-nfs reads and writes through. go-nfs
 // answers every WRITE with FILE_SYNC and treats COMMIT as a no-op, so the
-// promise is kept here: a file that was written to is fdatasync'ed before
+// promise is kept here (nfsd's own WRITE marks a file dirty only for a
+// write it answers FILE_SYNC): a file that was written to is fdatasync'ed before
 // Close returns (go-nfs closes it before replying).
 type openFile struct {
 	name  string // merged path: go-nfs's CREATE stats the file by Name()

@@ -134,7 +134,7 @@ func (x *export) follow(t *tree, p string) (*entry, error) {
 		if hops++; hops > maxSymlinkHops {
 			return nil, pathErr("stat", p, unix.ELOOP)
 		}
-		target, err := os.Readlink(ne.host)
+		target, err := hostReadlink(ne.host)
 		if err != nil {
 			return nil, pathErr("readlink", next, unwrapErrno(err))
 		}
@@ -169,7 +169,7 @@ func (x *export) Readlink(name string) (string, error) {
 	if !e.isSymlink() {
 		return "", pathErr("readlink", p, unix.EINVAL)
 	}
-	target, err := os.Readlink(e.host) // verbatim, absolute or relative
+	target, err := hostReadlink(e.host) // verbatim, absolute or relative
 	if err != nil {
 		return "", pathErr("readlink", p, unwrapErrno(err))
 	}
@@ -297,7 +297,7 @@ func (x *export) openHost(e *entry, flag int) (billy.File, error) {
 	if !e.isRegular() {
 		return nil, pathErr("open", e.path, unix.EINVAL)
 	}
-	f, err := os.OpenFile(e.host, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	f, err := hostOpenFile(e.host, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, pathErr("open", e.path, unwrapErrno(err))
 	}

@@ -144,13 +144,13 @@ func syncFS(dir string) error {
 // whiteout, device, FIFO, symlink: nothing to open safely) its directory.
 func syncPath(p string) error {
 	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err != nil {
+	if err := hostLstat(p, &st); err != nil {
 		return &os.PathError{Op: "lstat", Path: p, Err: err}
 	}
 	if t := st.Mode & unix.S_IFMT; t != unix.S_IFDIR && t != unix.S_IFREG {
 		p = filepath.Dir(p)
 	}
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := hostOpen(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: p, Err: err}
 	}

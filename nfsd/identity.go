@@ -57,7 +57,7 @@ func (x *export) adopt(e *entry) (fileID, error) {
 		return 0, err
 	}
 	id := seqID(n)
-	if err := unix.Lsetxattr(e.host, xattrID, id.bytes(), unix.XATTR_CREATE); err != nil {
+	if err := hostLsetxattr(e.host, xattrID, id.bytes(), unix.XATTR_CREATE); err != nil {
 		if err == unix.EEXIST {
 			return readIDXattr(e.host)
 		}
@@ -68,7 +68,7 @@ func (x *export) adopt(e *entry) (fileID, error) {
 
 func readIDXattr(host string) (fileID, error) {
 	var buf [8]byte
-	n, err := unix.Lgetxattr(host, xattrID, buf[:])
+	n, err := hostLgetxattr(host, xattrID, buf[:])
 	if err != nil || n != 8 {
 		return 0, errNoID
 	}
@@ -85,7 +85,7 @@ func roleEntryID(t *tree, e *entry) fileID {
 		last := e.stack[len(e.stack)-1]
 		if t.layers[last.layer].kind == kindImage {
 			var st unix.Stat_t
-			if unix.Lstat(last.host, &st) == nil {
+			if hostLstat(last.host, &st) == nil {
 				return inodeID(st.Ino)
 			}
 		}
@@ -97,7 +97,7 @@ func roleEntryID(t *tree, e *entry) fileID {
 			continue
 		}
 		var st unix.Stat_t
-		if unix.Lstat(d.host+"/"+name, &st) == nil && st.Mode&unix.S_IFMT == want {
+		if hostLstat(d.host+"/"+name, &st) == nil && st.Mode&unix.S_IFMT == want {
 			return inodeID(st.Ino)
 		}
 	}
@@ -135,7 +135,7 @@ func buildRoleIndex(full *tree) (map[fileID]record, error) {
 		if depth > 64 {
 			return
 		}
-		f, err := os.Open(t.layers[0].root + dir.path)
+		f, err := hostOpenFile(t.layers[0].root+dir.path, os.O_RDONLY, 0)
 		if err != nil {
 			return
 		}
@@ -281,7 +281,7 @@ func (x *export) indexedPath(t *tree, idx *inoIndex, ino, rootIno uint64, depth 
 // time (see taggedInodeID).
 func volumeID(host string, st *unix.Stat_t) fileID {
 	var sx unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, host, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME|unix.STATX_INO, &sx); err != nil ||
+	if err := hostStatx(host, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME|unix.STATX_INO, &sx); err != nil ||
 		sx.Mask&unix.STATX_BTIME == 0 || sx.Ino != st.Ino {
 		return inodeID(st.Ino)
 	}
@@ -315,7 +315,7 @@ func (x *export) recoverRecords(t *tree) bool {
 		if depth > 4096 {
 			return
 		}
-		f, err := os.Open(host)
+		f, err := hostOpenFile(host, os.O_RDONLY, 0)
 		if err != nil {
 			return
 		}
@@ -324,7 +324,7 @@ func (x *export) recoverRecords(t *tree) bool {
 		for _, name := range names {
 			child := host + "/" + name
 			var st unix.Stat_t
-			if unix.Lstat(child, &st) != nil || isWhiteout(&st) {
+			if hostLstat(child, &st) != nil || isWhiteout(&st) {
 				continue
 			}
 			id, err := readIDXattr(child)

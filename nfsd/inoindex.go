@@ -133,7 +133,7 @@ func (x *inoIndex) build() error {
 	for len(queue) > 0 {
 		d := queue[len(queue)-1]
 		queue = queue[:len(queue)-1]
-		f, err := os.Open(d.host)
+		f, err := hostOpenFile(d.host, os.O_RDONLY, 0)
 		if err != nil {
 			continue // unreadable subtree: its files just cannot be re-found
 		}

@@ -136,7 +136,7 @@ func isWhiteout(st *unix.Stat_t) bool {
 
 func isOpaque(host string) bool {
 	var buf [4]byte
-	n, err := unix.Lgetxattr(host, xattrOpaque, buf[:])
+	n, err := hostLgetxattr(host, xattrOpaque, buf[:])
 	return err == nil && n == 1 && buf[0] == 'y'
 }
 
@@ -151,7 +151,7 @@ func lookupChild(t *tree, parent []dirRef, name, childPath string) (*entry, erro
 		l := t.layers[d.layer]
 		host := d.host + "/" + name
 		var st unix.Stat_t
-		if err := unix.Lstat(host, &st); err != nil {
+		if err := hostLstat(host, &st); err != nil {
 			if err == unix.ENOENT || err == unix.ENOTDIR {
 				continue
 			}
@@ -184,7 +184,7 @@ func lookupChild(t *tree, parent []dirRef, name, childPath string) (*entry, erro
 // every layer below.
 func rootEntry(t *tree) (*entry, error) {
 	var st unix.Stat_t
-	if err := unix.Lstat(t.layers[0].root, &st); err != nil {
+	if err := hostLstat(t.layers[0].root, &st); err != nil {
 		return nil, &os.PathError{Op: "lstat", Path: "/", Err: err}
 	}
 	return &entry{path: "/", layer: 0, host: t.layers[0].root, st: st, stack: t.rootStack}, nil

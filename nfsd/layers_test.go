@@ -44,7 +44,7 @@ func names(t *testing.T, x *export, dir string) []string {
 	return out
 }
 
-func hostLstat(t *testing.T, p string) (unix.Stat_t, bool) {
+func lstatHost(t *testing.T, p string) (unix.Stat_t, bool) {
 	t.Helper()
 	var st unix.Stat_t
 	err := unix.Lstat(p, &st)
@@ -62,7 +62,7 @@ func TestLayerSemantics(t *testing.T) {
 			if got := readAll(t, x, "/etc/hostname"); got != "image\n" {
 				t.Fatalf("got %q", got)
 			}
-			if _, ok := hostLstat(t, upper+"/etc"); ok {
+			if _, ok := lstatHost(t, upper+"/etc"); ok {
 				t.Fatal("reading copied something up")
 			}
 		}},
@@ -72,7 +72,7 @@ func TestLayerSemantics(t *testing.T) {
 			if got := readAll(t, x, "/home/user/notes.txt"); got != "user notes\nmore\n" {
 				t.Fatalf("content %q", got)
 			}
-			st, ok := hostLstat(t, upper+"/home/user/notes.txt")
+			st, ok := lstatHost(t, upper+"/home/user/notes.txt")
 			if !ok || st.Uid != 1000 || st.Gid != 1000 || st.Mode&0o7777 != 0o600 {
 				t.Fatalf("copy-up attrs: %+v", st)
 			}
@@ -84,7 +84,7 @@ func TestLayerSemantics(t *testing.T) {
 				t.Fatal("copy-up changed the identity")
 			}
 			// parents copied up with their attributes
-			pst, _ := hostLstat(t, upper+"/home/user")
+			pst, _ := lstatHost(t, upper+"/home/user")
 			if pst.Uid != 0 || pst.Mode&unix.S_IFMT != unix.S_IFDIR {
 				t.Fatalf("parent: %+v", pst)
 			}
@@ -127,7 +127,7 @@ func TestLayerSemantics(t *testing.T) {
 			if slices.Contains(names(t, x, "/etc"), "passwd") {
 				t.Fatal("listed after delete")
 			}
-			st, ok := hostLstat(t, upper+"/etc/passwd")
+			st, ok := lstatHost(t, upper+"/etc/passwd")
 			if !ok || !isWhiteout(&st) {
 				t.Fatal("no whiteout in the own layer")
 			}
@@ -145,7 +145,7 @@ func TestLayerSemantics(t *testing.T) {
 			if err := x.Remove("/tmp/x"); err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := hostLstat(t, upper+"/tmp/x"); ok {
+			if _, ok := lstatHost(t, upper+"/tmp/x"); ok {
 				t.Fatal("whiteout for a file no lower layer has")
 			}
 		}},
@@ -298,7 +298,7 @@ func TestLayerSemantics(t *testing.T) {
 			}
 			checks := map[string]uint32{"/tmp/fifo": unix.S_IFIFO, "/tmp/sock": unix.S_IFSOCK, "/tmp/blk": unix.S_IFBLK}
 			for p, typ := range checks {
-				st, ok := hostLstat(t, upper+p)
+				st, ok := lstatHost(t, upper+p)
 				if !ok || st.Mode&unix.S_IFMT != typ {
 					t.Fatalf("%s: %o", p, st.Mode)
 				}

@@ -30,17 +30,17 @@ func (o newObject) make(host string) error {
 	var err error
 	switch o.typ {
 	case unix.S_IFDIR:
-		err = unix.Mkdir(host, 0o700)
+		err = hostMkdir(host, 0o700)
 	case unix.S_IFREG:
 		var fd int
-		fd, err = unix.Open(host, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		fd, err = hostOpen(host, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
 		if err == nil {
 			unix.Close(fd)
 		}
 	case unix.S_IFLNK:
-		err = unix.Symlink(o.target, host)
+		err = hostSymlink(o.target, host)
 	case unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFCHR, unix.S_IFBLK:
-		err = unix.Mknod(host, o.typ|0o600, int(o.rdev))
+		err = hostMknod(host, o.typ|0o600, int(o.rdev))
 	default:
 		err = unix.EINVAL
 	}
@@ -50,14 +50,14 @@ func (o newObject) make(host string) error {
 	// A new object already belongs to the server's uid and gid (or the
 	// setgid parent's group).
 	if o.uid != os.Geteuid() || o.gid != os.Getegid() {
-		if err := unix.Lchown(host, o.uid, o.gid); err != nil {
+		if err := hostLchown(host, o.uid, o.gid); err != nil {
 			return err
 		}
 	}
 	if o.typ != unix.S_IFLNK {
 		// After chown, which clears setuid/setgid; explicit, so the
 		// server's umask never applies.
-		return unix.Chmod(host, o.perm&0o7777)
+		return hostChmod(host, o.perm&0o7777)
 	}
 	return nil
 }
@@ -133,11 +133,11 @@ func (x *export) copyUp(t *tree, p string) (*entry, error) {
 	}
 	tmp := x.tempName()
 	if err := copyObject(e, tmp, id); err != nil {
-		_ = os.RemoveAll(tmp)
+		_ = hostRemoveAll(tmp)
 		return nil, pathErr("copy-up", p, err)
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, pe.host+"/"+name, unix.RENAME_NOREPLACE); err != nil {
-		_ = os.RemoveAll(tmp)
+	if err := hostRenameat2(tmp, pe.host+"/"+name, unix.RENAME_NOREPLACE); err != nil {
+		_ = hostRemoveAll(tmp)
 		return nil, pathErr("copy-up", p, err)
 	}
 	if err := x.srv.store.apply(x.number, ops...); err != nil {
@@ -161,36 +161,36 @@ func copyObject(e *entry, tmp string, id fileID) error {
 			return err
 		}
 	case unix.S_IFDIR:
-		if err := unix.Mkdir(tmp, 0o700); err != nil {
+		if err := hostMkdir(tmp, 0o700); err != nil {
 			return err
 		}
 	case unix.S_IFLNK:
-		target, err := os.Readlink(e.host)
+		target, err := hostReadlink(e.host)
 		if err != nil {
 			return err
 		}
-		if err := unix.Symlink(target, tmp); err != nil {
+		if err := hostSymlink(target, tmp); err != nil {
 			return err
 		}
 	default:
-		if err := unix.Mknod(tmp, typ|0o600, int(st.Rdev)); err != nil {
+		if err := hostMknod(tmp, typ|0o600, int(st.Rdev)); err != nil {
 			return err
 		}
 	}
-	if err := unix.Lchown(tmp, int(st.Uid), int(st.Gid)); err != nil {
+	if err := hostLchown(tmp, int(st.Uid), int(st.Gid)); err != nil {
 		return err
 	}
 	if typ != unix.S_IFLNK {
-		if err := unix.Chmod(tmp, st.Mode&0o7777); err != nil {
+		if err := hostChmod(tmp, st.Mode&0o7777); err != nil {
 			return err
 		}
 	}
 	copyXattrs(e.host, tmp) // after chown: it clears security.capability
-	if err := unix.Lsetxattr(tmp, xattrID, id.bytes(), 0); err != nil {
+	if err := hostLsetxattr(tmp, xattrID, id.bytes(), 0); err != nil {
 		return err
 	}
 	ts := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := hostUtimes(tmp, ts); err != nil {
 		return err
 	}
 	return nil
@@ -200,12 +200,12 @@ func copyObject(e *entry, tmp string, id fileID) error {
 // be renamed over the lower file: otherwise a crash could leave the node
 // with an empty file where the image had content.
 func copyData(src, dst string) error {
-	in, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	in, err := hostOpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := hostOpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
@@ -224,12 +224,12 @@ func copyData(src, dst string) error {
 // Failures are ignored: NFSv3 clients cannot see xattrs, and a layer on a
 // file system without some namespace must still work.
 func copyXattrs(src, dst string) {
-	size, err := unix.Llistxattr(src, nil)
+	size, err := hostLlistxattr(src, nil)
 	if err != nil || size <= 0 {
 		return
 	}
 	buf := make([]byte, size)
-	size, err = unix.Llistxattr(src, buf)
+	size, err = hostLlistxattr(src, buf)
 	if err != nil {
 		return
 	}
@@ -237,16 +237,16 @@ func copyXattrs(src, dst string) {
 		if name == "" || strings.HasPrefix(name, "trusted.pictl.") || strings.HasPrefix(name, "trusted.overlay.") {
 			continue
 		}
-		n, err := unix.Lgetxattr(src, name, nil)
+		n, err := hostLgetxattr(src, name, nil)
 		if err != nil {
 			continue
 		}
 		val := make([]byte, n)
-		n, err = unix.Lgetxattr(src, name, val)
+		n, err = hostLgetxattr(src, name, val)
 		if err != nil {
 			continue
 		}
-		_ = unix.Lsetxattr(dst, name, val[:n], 0)
+		_ = hostLsetxattr(dst, name, val[:n], 0)
 	}
 }
 
@@ -282,7 +282,7 @@ func (x *export) create(t *tree, p string, o newObject) (*entry, error) {
 	target := pe.host + "/" + name
 	if t.layers[0].kind == kindPlain {
 		if err := o.make(target); err != nil {
-			_ = os.Remove(target)
+			_ = hostRemove(target)
 			return nil, pathErr("create", p, err)
 		}
 		if err := x.syncMeta(pe.host); err != nil {
@@ -305,7 +305,7 @@ func (x *export) create(t *tree, p string, o newObject) (*entry, error) {
 		id = seqID(n)
 	}
 	var tst unix.Stat_t
-	whiteout := unix.Lstat(target, &tst) == nil && isWhiteout(&tst)
+	whiteout := hostLstat(target, &tst) == nil && isWhiteout(&tst)
 	opaque := o.typ == unix.S_IFDIR && (whiteout || existsBelow(t, pe.stack, name))
 
 	if whiteout || opaque {
@@ -319,12 +319,12 @@ func (x *export) create(t *tree, p string, o newObject) (*entry, error) {
 		// identity; no client ever had a handle for it.
 		if err := o.make(target); err != nil {
 			if !errors.Is(err, unix.EEXIST) {
-				_ = os.Remove(target)
+				_ = hostRemove(target)
 			}
 			return nil, pathErr("create", p, err)
 		}
-		if err := unix.Lsetxattr(target, xattrID, id.bytes(), 0); err != nil {
-			_ = os.Remove(target)
+		if err := hostLsetxattr(target, xattrID, id.bytes(), 0); err != nil {
+			_ = hostRemove(target)
 			return nil, pathErr("create", p, err)
 		}
 	}
@@ -350,18 +350,18 @@ func (x *export) create(t *tree, p string, o newObject) (*entry, error) {
 func (x *export) createReplacing(o newObject, target string, id fileID, whiteout, opaque bool) error {
 	tmp := x.tempName()
 	if err := o.make(tmp); err != nil {
-		_ = os.RemoveAll(tmp)
+		_ = hostRemoveAll(tmp)
 		return err
 	}
 	fail := func(err error) error {
-		_ = os.RemoveAll(tmp)
+		_ = hostRemoveAll(tmp)
 		return err
 	}
-	if err := unix.Lsetxattr(tmp, xattrID, id.bytes(), 0); err != nil {
+	if err := hostLsetxattr(tmp, xattrID, id.bytes(), 0); err != nil {
 		return fail(err)
 	}
 	if opaque {
-		if err := unix.Lsetxattr(tmp, xattrOpaque, []byte("y"), 0); err != nil {
+		if err := hostLsetxattr(tmp, xattrOpaque, []byte("y"), 0); err != nil {
 			return fail(err)
 		}
 	}
@@ -369,16 +369,16 @@ func (x *export) createReplacing(o newObject, target string, id fileID, whiteout
 	case whiteout && o.typ == unix.S_IFDIR:
 		// rename(2) cannot put a directory over a file: swap, then drop
 		// the whiteout that landed in the work dir.
-		if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, target, unix.RENAME_EXCHANGE); err != nil {
+		if err := hostRenameat2(tmp, target, unix.RENAME_EXCHANGE); err != nil {
 			return fail(err)
 		}
-		_ = unix.Unlink(tmp)
+		_ = hostUnlink(tmp)
 	case whiteout:
-		if err := unix.Rename(tmp, target); err != nil {
+		if err := hostRename(tmp, target); err != nil {
 			return fail(err)
 		}
 	default:
-		if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, target, unix.RENAME_NOREPLACE); err != nil {
+		if err := hostRenameat2(tmp, target, unix.RENAME_NOREPLACE); err != nil {
 			return fail(err)
 		}
 	}
@@ -410,16 +410,16 @@ func (x *export) link(t *tree, oldPath, newPath string) error {
 	}
 	target := pe.host + "/" + name
 	var tst unix.Stat_t
-	if unix.Lstat(target, &tst) == nil && isWhiteout(&tst) {
+	if hostLstat(target, &tst) == nil && isWhiteout(&tst) {
 		tmp := x.tempName()
-		if err := unix.Link(src.host, tmp); err != nil {
+		if err := hostLink(src.host, tmp); err != nil {
 			return pathErr("link", newPath, err)
 		}
-		if err := unix.Rename(tmp, target); err != nil {
-			_ = unix.Unlink(tmp)
+		if err := hostRename(tmp, target); err != nil {
+			_ = hostUnlink(tmp)
 			return pathErr("link", newPath, err)
 		}
-	} else if err := unix.Link(src.host, target); err != nil {
+	} else if err := hostLink(src.host, target); err != nil {
 		return pathErr("link", newPath, err)
 	}
 	if t.layers[0].kind == kindPlain {
@@ -451,9 +451,9 @@ func (x *export) remove(t *tree, p string) error {
 	dir, name := splitPath(p)
 	if t.layers[0].kind == kindPlain {
 		if e.isDir() {
-			err = unix.Rmdir(e.host)
+			err = hostRmdir(e.host)
 		} else {
-			err = unix.Unlink(e.host)
+			err = hostUnlink(e.host)
 		}
 		if err != nil {
 			return pathErr("remove", p, err)
@@ -478,24 +478,24 @@ func (x *export) remove(t *tree, p string) error {
 		parentHost = e.host[:strings.LastIndexByte(e.host, '/')]
 		if existsBelow(t, pstack, name) {
 			tmp := x.tempName()
-			if err := unix.Mknod(tmp, unix.S_IFCHR, 0); err != nil {
+			if err := hostMknod(tmp, unix.S_IFCHR, 0); err != nil {
 				return pathErr("remove", p, err)
 			}
 			if e.isDir() {
-				if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, e.host, unix.RENAME_EXCHANGE); err != nil {
-					_ = unix.Unlink(tmp)
+				if err := hostRenameat2(tmp, e.host, unix.RENAME_EXCHANGE); err != nil {
+					_ = hostUnlink(tmp)
 					return pathErr("remove", p, err)
 				}
-				_ = os.RemoveAll(tmp) // only whiteouts were left in it
-			} else if err := unix.Rename(tmp, e.host); err != nil {
-				_ = unix.Unlink(tmp)
+				_ = hostRemoveAll(tmp) // only whiteouts were left in it
+			} else if err := hostRename(tmp, e.host); err != nil {
+				_ = hostUnlink(tmp)
 				return pathErr("remove", p, err)
 			}
 		} else if e.isDir() {
-			if err := os.RemoveAll(e.host); err != nil {
+			if err := hostRemoveAll(e.host); err != nil {
 				return pathErr("remove", p, err)
 			}
-		} else if err := unix.Unlink(e.host); err != nil {
+		} else if err := hostUnlink(e.host); err != nil {
 			return pathErr("remove", p, err)
 		}
 	} else {
@@ -504,7 +504,7 @@ func (x *export) remove(t *tree, p string) error {
 			return err
 		}
 		parentHost = pe.host
-		if err := unix.Mknod(pe.host+"/"+name, unix.S_IFCHR, 0); err != nil {
+		if err := hostMknod(pe.host+"/"+name, unix.S_IFCHR, 0); err != nil {
 			return pathErr("remove", p, err)
 		}
 	}
@@ -581,7 +581,7 @@ func (x *export) rename(t *tree, oldPath, newPath string) error {
 	}
 
 	if t.layers[0].kind == kindPlain {
-		if err := unix.Rename(eo.host, pn.host+"/"+nname); err != nil {
+		if err := hostRename(eo.host, pn.host+"/"+nname); err != nil {
 			return pathErr("rename", oldPath, err)
 		}
 		t.layers[0].index.put(eo.st.Ino, pn.st.Ino, nname)
@@ -613,7 +613,7 @@ func (x *export) rename(t *tree, oldPath, newPath string) error {
 			return err
 		}
 		// At its new place nothing below may show through it.
-		if err := unix.Lsetxattr(eo.host, xattrOpaque, []byte("y"), 0); err != nil {
+		if err := hostLsetxattr(eo.host, xattrOpaque, []byte("y"), 0); err != nil {
 			return pathErr("rename", oldPath, err)
 		}
 	} else if eo, err = x.copyUp(t, oldPath); err != nil {
@@ -624,10 +624,10 @@ func (x *export) rename(t *tree, oldPath, newPath string) error {
 	}
 	target := pn.host + "/" + nname
 	var tst unix.Stat_t
-	if unix.Lstat(target, &tst) == nil {
+	if hostLstat(target, &tst) == nil {
 		switch {
 		case isWhiteout(&tst) && eo.isDir():
-			if err := unix.Unlink(target); err != nil {
+			if err := hostUnlink(target); err != nil {
 				return pathErr("rename", newPath, err)
 			}
 		case tst.Mode&unix.S_IFMT == unix.S_IFDIR:
@@ -639,15 +639,15 @@ func (x *export) rename(t *tree, oldPath, newPath string) error {
 	}
 	oldParentHost := eo.host[:strings.LastIndexByte(eo.host, '/')]
 	if oldBelow {
-		err = unix.Renameat2(unix.AT_FDCWD, eo.host, unix.AT_FDCWD, target, unix.RENAME_WHITEOUT)
+		err = hostRenameat2(eo.host, target, unix.RENAME_WHITEOUT)
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTSUP) {
 			// Host file system without RENAME_WHITEOUT.
-			if err = unix.Rename(eo.host, target); err == nil {
-				err = unix.Mknod(eo.host, unix.S_IFCHR, 0)
+			if err = hostRename(eo.host, target); err == nil {
+				err = hostMknod(eo.host, unix.S_IFCHR, 0)
 			}
 		}
 	} else {
-		err = unix.Rename(eo.host, target)
+		err = hostRename(eo.host, target)
 	}
 	if err != nil {
 		return pathErr("rename", oldPath, err)
@@ -698,7 +698,7 @@ func (x *export) copyUpTree(t *tree, p string, depth int) error {
 }
 
 func removeContents(dir string) error {
-	f, err := os.Open(dir)
+	f, err := hostOpenFile(dir, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -708,7 +708,7 @@ func removeContents(dir string) error {
 		return err
 	}
 	for _, n := range names {
-		if err := os.RemoveAll(dir + "/" + n); err != nil {
+		if err := hostRemoveAll(dir + "/" + n); err != nil {
 			return err
 		}
 	}

@@ -51,6 +51,17 @@ func (k *nfsReq) secondHandle(fh []byte) (fileID, uint32) {
 	return id, nfs3OK
 }
 
+// object resolves the call's (first) handle in t; a handle that no longer
+// names anything is answered NFS3ERR_STALE and ok is false.
+func (k *nfsReq) object(t *tree) (p string, e *entry, ok bool) {
+	p, e, err := k.x.pathOf(t, k.id)
+	if err != nil {
+		k.fail(nfs3ErrStale)
+		return "", nil, false
+	}
+	return p, e, true
+}
+
 // dirState is a directory resolved for a change, with its attributes from
 // before it.
 type dirState struct {
@@ -96,9 +107,9 @@ func (k *nfsReq) setattr() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	t := x.t
-	p, e, err := x.pathOf(t, k.id)
-	if err != nil {
-		return k.fail(nfs3ErrStale)
+	p, e, ok := k.object(t)
+	if !ok {
+		return true
 	}
 	pre := e.st
 	done := func(status uint32) bool {
@@ -119,7 +130,7 @@ func (k *nfsReq) setattr() bool {
 	if status := k.checkSattr(e, &a); status != nfs3OK {
 		return done(status)
 	}
-	err = x.setAttrs(t, p, func(host string, st *unix.Stat_t) error { return k.applySattr(host, st, &a) })
+	err := x.setAttrs(t, p, func(host string, st *unix.Stat_t) error { return k.applySattr(host, st, &a) })
 	return done(statusOf(err))
 }
 
@@ -188,7 +199,7 @@ func (k *nfsReq) applySattr(host string, st *unix.Stat_t, a *sattr) error {
 		if a.setGID {
 			gid = int(a.gid)
 		}
-		if err := unix.Lchown(host, uid, gid); err != nil {
+		if err := hostLchown(host, uid, gid); err != nil {
 			return err
 		}
 		if a.setMode && mode&unix.S_IFMT != unix.S_IFDIR {
@@ -200,13 +211,13 @@ func (k *nfsReq) applySattr(host string, st *unix.Stat_t, a *sattr) error {
 		}
 	}
 	if a.setMode {
-		if err := unix.Chmod(host, a.mode); err != nil {
+		if err := hostChmod(host, a.mode); err != nil {
 			return err
 		}
 		mode = mode&unix.S_IFMT | a.mode
 	}
 	if a.setSize {
-		if err := unix.Truncate(host, int64(a.size)); err != nil {
+		if err := hostTruncate(host, int64(a.size)); err != nil {
 			return err
 		}
 		if err := k.dropSetID(host, mode); err != nil {
@@ -223,7 +234,7 @@ func (k *nfsReq) applySattr(host string, st *unix.Stat_t, a *sattr) error {
 				ts[i] = []unix.Timespec{a.atimeTS, a.mtimeTS}[i]
 			}
 		}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := hostUtimes(host, ts); err != nil {
 			return err
 		}
 	}
@@ -244,16 +255,22 @@ func (k *nfsReq) dropSetID(host string, mode uint32) error {
 	if kill == 0 {
 		return nil
 	}
-	return unix.Chmod(host, mode&0o7777&^kill)
+	return hostChmod(host, mode&0o7777&^kill)
 }
 
 // ---- WRITE ----
+
+// stable_how of WRITE (and its reply's committed).
+const (
+	writeUnstable = 0
+	writeFileSync = 2
+)
 
 func (k *nfsReq) write() bool {
 	r := k.argReader()
 	off := r.u64()
 	count := r.u32()
-	_ = r.u32() // stable_how: every WRITE is answered FILE_SYNC
+	how := r.u32() // stable_how
 	data := r.opaque(maxRecord)
 	if r.bad {
 		return false
@@ -263,20 +280,30 @@ func (k *nfsReq) write() bool {
 	}
 	x := k.x
 	t := x.rlock()
-	p, e, err := x.pathOf(t, k.id)
+	p, e, ok := k.object(t)
 	x.mu.RUnlock()
-	if err != nil {
-		return k.fail(nfs3ErrStale)
+	if !ok {
+		return true
 	}
 	pre := e.st
+	// An UNSTABLE write is left in the page cache until the client's
+	// COMMIT, as knfsd does: a file written in many WRITEs is synced once,
+	// not once per WRITE. A write that holds the whole file (a small file
+	// in one WRITE) is synced now and answered FILE_SYNC, which spares the
+	// client its COMMIT round trip.
+	sync := how != writeUnstable || (off == 0 && int64(len(data)) >= pre.Size)
 	done := func(status uint32, n int) bool {
 		w := newReply(k.xid, status)
 		t := x.rlock()
 		w = appendWcc(w, &pre, x.postOpAt(t, p))
 		x.mu.RUnlock()
 		if status == nfs3OK {
+			committed := uint32(writeFileSync)
+			if !sync {
+				committed = writeUnstable
+			}
 			w = binary.BigEndian.AppendUint32(w, uint32(n))
-			w = binary.BigEndian.AppendUint32(w, 2) // FILE_SYNC
+			w = binary.BigEndian.AppendUint32(w, committed)
 			w = append(w, k.s.writeVerf[:]...)
 		}
 		return k.reply(w)
@@ -300,7 +327,7 @@ func (k *nfsReq) write() bool {
 		f.Close()
 		return done(nfs3ErrIO, 0)
 	}
-	of.dirty = true
+	of.dirty = sync // Close fdatasyncs a dirty file
 	n, err := of.f.WriteAt(data, int64(off))
 	if cerr := of.Close(); err == nil {
 		err = cerr
@@ -430,9 +457,9 @@ func (k *nfsReq) create() bool {
 					return fail(statusOf(err))
 				}
 			}
-			return k.created(t, d, p)
+			return k.created(t, d, p, nil)
 		case k.proc == procCreate && how == createExclusive && e.isRegular() && verifierMatches(&e.st, verf):
-			return k.created(t, d, p) // a retransmission
+			return k.created(t, d, p, e) // a retransmission
 		}
 		return fail(nfs3ErrExist)
 	case !notExist(err):
@@ -453,7 +480,8 @@ func (k *nfsReq) create() bool {
 	} else if o.perm&unix.S_ISGID != 0 && d.e.st.Mode&unix.S_ISGID != 0 && !k.cred.root() && !k.cred.inGroup(d.e.st.Gid) {
 		o.perm &^= unix.S_ISGID // the kernel's mode_strip_sgid
 	}
-	if _, err := x.create(t, p, o); err != nil {
+	ne, err := x.create(t, p, o)
+	if err != nil {
 		return fail(statusOf(err))
 	}
 	// What else the sattr asks (size, times; owner by root), applied as
@@ -473,8 +501,9 @@ func (k *nfsReq) create() bool {
 		if err := x.setAttrs(t, p, func(host string, st *unix.Stat_t) error { return k.applySattr(host, st, &rest) }); err != nil {
 			return fail(statusOf(err))
 		}
+		ne = nil // changed since: resolve it again
 	}
-	return k.created(t, d, p)
+	return k.created(t, d, p, ne)
 }
 
 func verifierMatches(st *unix.Stat_t, verf []byte) bool {
@@ -485,10 +514,14 @@ func verifierMatches(st *unix.Stat_t, verf []byte) bool {
 
 // created answers a CREATE-like call for the object now at p: its handle
 // (never empty: a failure to name it is an error reply), attributes and
-// the directory's wcc_data.
-func (k *nfsReq) created(t *tree, d *dirState, p string) bool {
+// the directory's wcc_data. e is the object as resolved after its last
+// change, or nil.
+func (k *nfsReq) created(t *tree, d *dirState, p string, e *entry) bool {
 	x := k.x
-	e, err := x.lookup(t, p)
+	var err error
+	if e == nil {
+		e, err = x.lookup(t, p)
+	}
 	var id fileID
 	if err == nil {
 		id, err = x.idOf(t, e)
@@ -660,9 +693,9 @@ func (k *nfsReq) link() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	t := x.t
-	fp, fe, err := x.pathOf(t, k.id)
-	if err != nil {
-		return k.fail(nfs3ErrStale)
+	fp, fe, ok := k.object(t)
+	if !ok {
+		return true
 	}
 	d, status := k.resolveDir(t, dirID)
 	done := func(status uint32) bool {

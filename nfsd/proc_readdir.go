@@ -36,10 +36,10 @@ func (k *nfsReq) readdir() bool {
 	}
 	x := k.x
 	t := x.rlock()
-	p, e, err := x.pathOf(t, k.id)
-	if err != nil {
+	p, e, ok := k.object(t)
+	if !ok {
 		x.mu.RUnlock()
-		return k.fail(nfs3ErrStale)
+		return true
 	}
 	dirAttr := x.attrOf(t, e)
 	if !e.isDir() {
@@ -69,6 +69,7 @@ func (k *nfsReq) readdir() bool {
 		contents = h.DataForVerifier(p, verf)
 	}
 	if contents == nil {
+		var err error
 		if contents, err = x.ReadDir(p); err != nil {
 			return k.reply(appendPostOp(newReply(k.xid, statusOf(err)), dirAttr))
 		}
@@ -128,7 +129,7 @@ func (k *nfsReq) readdir() bool {
 			w = k.appendHandle(w, id, p)
 		case fi != nil:
 			cp := joinPath(p, name)
-			w = appendPostOp(w, fattrOf(fi, cp))
+			w = appendPostOp(w, fattrOf(fi, cp, x.fsid()))
 			w = k.appendHandle(w, id, cp)
 		default: // "..": no attributes, no handle
 			w = binary.BigEndian.AppendUint32(w, 0)

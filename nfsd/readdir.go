@@ -17,7 +17,7 @@ func (x *export) readDir(t *tree, dir *entry, limit int) ([]*entry, error) {
 	}
 	for i, d := range dir.stack {
 		l := t.layers[d.layer]
-		f, err := os.Open(d.host)
+		f, err := hostOpenFile(d.host, os.O_RDONLY, 0)
 		if err != nil {
 			if i == 0 {
 				return nil, &os.PathError{Op: "readdir", Path: dir.path, Err: unwrapErrno(err)}

@@ -40,8 +40,7 @@ type Server struct {
 	lowerFDs fdCache
 	// readBufs holds the READ reply buffers of the direct READ path.
 	readBufs sync.Pool
-	// writeVerf is the WRITE/COMMIT verifier of this server instance
-	// (nfsd's WRITE replies and go-nfs's COMMIT replies agree on it).
+	// writeVerf is the WRITE/COMMIT verifier of this server instance.
 	writeVerf [8]byte
 
 	mu       sync.Mutex

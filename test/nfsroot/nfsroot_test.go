@@ -158,6 +158,11 @@ k2"`},
 		vm.Check{Name: "touch-atime-apart", Script: `touch /tmp/at && touch -m -d "2001-01-01 00:00:00" /tmp/at && touch -a -d "2002-02-02 00:00:00" /tmp/at && test "$(stat -c %X /tmp/at)" != "$(stat -c %Y /tmp/at)"`},
 		vm.Check{Name: "ctime-moves-on-chmod", Script: `touch -d "2001-01-01 00:00:00" /tmp/ct && c1=$(stat -c %Z /tmp/ct) && sleep 1 && chmod 600 /tmp/ct && test $(stat -c %Z /tmp/ct) -gt $c1`},
 		vm.Check{Name: "rmdir-not-empty", Script: `mkdir -p /tmp/ne/x && ! rmdir /tmp/ne 2>/tmp/ne.err && grep -qi "not empty" /tmp/ne.err`},
+		// Deeper than PATH_MAX below the root, named relative to the
+		// working directory (pjdfstest's */03.t do it with 4,095 bytes).
+		vm.Check{Name: "deeper-than-path-max", Script: deepPathScript("/tmp")},
+		// FSSTAT from the disk (go-nfs said 2^62 bytes free).
+		vm.Check{Name: "statfs-real", Script: `test $(( $(stat -f -c %b /) * $(stat -f -c %S /) )) -lt $(( 1 << 50 )) && test $(stat -f -c %a /) -gt 0`},
 		// The same on a volume (root_squash, the default): root acts as
 		// nobody (65534), uid 1000 as itself.
 		vm.Check{Name: "volume-mount", Script: `mkdir -p /mnt/v && nfs_mount /volumes/shared /mnt/v "$PXE_NFS_OPTS,nosharecache" && test -d /mnt/v/pub`},
@@ -169,6 +174,7 @@ k2"`},
 		vm.Check{Name: "volume-hardlink", Script: `su -s /bin/sh u1000 -c "ln /mnt/v/pub/uf /mnt/v/pub/ud/uf2" && test "$(stat -c %h /mnt/v/pub/uf)" = 2`},
 		vm.Check{Name: "volume-chmod-special-bits", Script: `su -s /bin/sh u1000 -c "chmod 1777 /mnt/v/pub/ud && chmod u+s /mnt/v/pub/uf" && test "$(stat -c %a /mnt/v/pub/ud)" = 1777 && test "$(stat -c %a /mnt/v/pub/uf)" = 4644`},
 		vm.Check{Name: "volume-fresh-dirs-first-op", Script: `i=0; while [ $i -lt 40 ]; do su -s /bin/sh u1000 -c "mkdir /mnt/v/pub/fresh && cd /mnt/v/pub/fresh && touch f && ln f g && mkfifo p && cd / && rm -r /mnt/v/pub/fresh" || exit 1; i=$((i+1)); done`},
+		vm.Check{Name: "volume-deeper-than-path-max", Script: deepPathScript("/mnt/v/pub")},
 		vm.Check{Name: "volume-umount", Script: `umount /mnt/v`},
 		vm.Check{Name: "delete-image-file", Script: `rm /etc/image-motd && ! test -e /etc/image-motd && ! ls /etc | grep -qx image-motd`},
 		vm.Check{Name: "whiteout-after-remount", Script: `mkdir -p /mnt/again && nfs_mount /nodes/node1 /mnt/again "$PXE_NFS_OPTS,nosharecache" && ! test -e /mnt/again/etc/image-motd && test -e /mnt/again/etc/image-conf && test "$(cat /mnt/again/etc/node.d/id)" = n1 && umount /mnt/again`},
@@ -249,6 +255,14 @@ chk restart-write 'echo after > /tmp/after && test "$(cat /tmp/after)" = after'`
 	fresh := []vm.Check{{Name: "reset-to-image", Script: `test "$(cat /etc/image-name)" = img1 && test -e /etc/image-motd && ! test -e /node1-was-here`}}
 	c.add(nfsd.Node{Name: node1.name, ImageRoot: img, RoleLayer: roleLayer(t, vm.RootfsSpec{Checks: fresh}, map[string]string{})}, node1.addr.Addr())
 	vm.RequirePassed(t, boot(t, n, a, node1, 3*time.Minute, nil))
+}
+
+// deepPathScript makes 20 nested directories of 250-byte names below dir
+// (5 KB: more than PATH_MAX, on the client and on the server's host), one
+// cd at a time, writes, reads and links a file at the bottom and removes
+// it all bottom-up (busybox rm -r would build whole paths).
+func deepPathScript(dir string) string {
+	return `n=$(printf "%0250d" 0) && cd -P ` + dir + ` && for i in $(seq 1 20); do mkdir $n && cd -P $n || exit 1; done && echo deep > f && test "$(cat f)" = deep && ln f g && test "$(stat -c %h g)" = 2 && ls >/dev/null && rm f g && for i in $(seq 1 20); do cd -P .. && rmdir $n || exit 1; done && ! test -e ` + dir + `/$n`
 }
 
 // manyFiles is how many files TestKernelClientManyFiles creates: the issue's
