@@ -100,7 +100,7 @@ func verifyRole(t *testing.T, analyze, hostUnits string, c *Catalog, role string
 	}
 	// Commands the image provides (and the agent binary the
 	// controller places) as stub executables.
-	for _, cmd := range []string{DefaultAgentBinaryPath, "usr/local/bin/shop", "bin/true", "bin/sh", "bin/systemd-tmpfiles"} {
+	for _, cmd := range []string{DefaultAgentBinaryPath, "usr/local/bin/shop", "bin/true", "bin/sh", "bin/systemd-tmpfiles", "bin/mkdir", "bin/kill", "usr/sbin/haproxy"} {
 		writeRootFile(t, root, cmd, "#!/bin/sh\n", 0o755)
 	}
 	var units []string
@@ -118,7 +118,7 @@ func verifyRole(t *testing.T, analyze, hostUnits string, c *Catalog, role string
 			}
 			continue
 		}
-		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+		if err := os.WriteFile(p, f.Data, f.Mode.Perm()); err != nil {
 			t.Fatal(err)
 		}
 		rel, ok := strings.CutPrefix(f.Path, unitDir+"/")
