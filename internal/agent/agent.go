@@ -30,6 +30,11 @@ type Systemd interface {
 	// behind mariadb.socket, which the package enabled in the image), so
 	// the mask alone would leave the old role's service running.
 	StopMasked(ctx context.Context) ([]string, error)
+	// Refresh applies a changed layer of the role that runs: starts target
+	// (units it newly wants start; running ones are kept, not restarted)
+	// and reloads its running units that support reloading (HAProxy's
+	// master-worker reload keeps every connection), naming them.
+	Refresh(ctx context.Context, target string) (reloaded []string, err error)
 	// Reboot reboots the node.
 	Reboot(ctx context.Context) error
 }
@@ -76,6 +81,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // retried forever: the node keeps running its role meanwhile.
 func (a *Agent) Run(ctx context.Context) error {
 	applied := "" // the first poll answers at once: check what runs now
+	var running Desired // what the last apply brought up
 	for ctx.Err() == nil {
 		d, err := a.Client.Desired(ctx, applied, orDefault(a.Poll, 50*time.Second))
 		if err != nil {
@@ -91,7 +97,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		// Right after start the node may already run d: it booted into
 		// its role, or only the agent restarted.
-		rep := a.Apply(ctx, d, applied == "")
+		var rep Report
+		if applied != "" && sameRole(running, d) {
+			rep = a.Refresh(ctx, d)
+		} else {
+			rep = a.Apply(ctx, d, applied == "")
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -103,7 +114,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			break
 		}
-		applied = d.Layer
+		applied, running = d.Layer, d
 		if d.Reboot && rep.State == StateSwitching {
 			// The reboot is under way; keep quiet until it takes us.
 			<-ctx.Done()
@@ -161,6 +172,44 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 	}
 	if len(stopped) > 0 {
 		log.Info("stopped units the new role masks", "units", stopped)
+	}
+	return a.settle(ctx, rep)
+}
+
+// sameRole says whether d is a new layer of the role the node runs (its
+// inputs changed: web nodes behind an lb node, an address): such a layer
+// is applied by Refresh, which keeps the role's services running.
+func sameRole(running, d Desired) bool {
+	return running.Layer != "" && running.Role != "" && running.Role == d.Role && running.Target == d.Target && !d.Reboot
+}
+
+// Refresh brings the node to a new layer of the role it runs: daemon-reload,
+// then the target started again and its reloadable units reloaded — no
+// isolate, so nothing restarts (HAProxy reloads gracefully; the VRRP
+// address stays where it is).
+func (a *Agent) Refresh(ctx context.Context, d Desired) Report {
+	rep := Report{Layer: d.Layer, Role: d.Role, Target: d.Target, State: StateSwitching}
+	log := a.log().With("role", d.Role, "target", d.Target, "layer", d.Layer)
+	a.tell(ctx, rep)
+	start := time.Now()
+	if err := a.waitLayer(ctx, d.Layer); err != nil {
+		return failed(rep, err)
+	}
+	rep.Stages.LayerVisible = time.Since(start)
+	t := time.Now()
+	if err := a.Systemd.Reload(ctx); err != nil {
+		return failed(rep, fmt.Errorf("systemd daemon-reload: %w", err))
+	}
+	rep.Stages.Reload = time.Since(t)
+	t = time.Now()
+	reloaded, err := a.Systemd.Refresh(ctx, d.Target)
+	rep.Stages.Refresh = time.Since(t)
+	if err != nil {
+		return failed(rep, fmt.Errorf("refresh %s: %w", d.Target, err))
+	}
+	log.Info("role layer refreshed", "reloaded", reloaded, "took", rep.Stages.Refresh)
+	if _, err := a.Systemd.StopMasked(ctx); err != nil {
+		return failed(rep, fmt.Errorf("stop masked units: %w", err))
 	}
 	return a.settle(ctx, rep)
 }

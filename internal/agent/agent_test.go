@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -109,6 +110,17 @@ func (f *fakeSystemd) Jobs(context.Context) (int, error) {
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// Refresh records the call; the target's units keep their states.
+func (f *fakeSystemd) Refresh(_ context.Context, target string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "refresh "+target)
+	if f.active != target {
+		return nil, fmt.Errorf("%s is not active", target)
+	}
+	return f.wants[target], nil
 }
 
 func (f *fakeSystemd) Reboot(context.Context) error {
@@ -240,6 +252,42 @@ func TestAgentSwitches(t *testing.T) {
 	r = n.nextFinal(t)
 	if r.State != StateActive || r.Target != "pictl-role-web.target" || r.Layer != "L3" {
 		t.Fatalf("web report: %+v", r)
+	}
+}
+
+// A new layer of the role the node runs (the lb node's HAProxy servers
+// changed) is applied by reloading, never by an isolate: the services
+// keep running. A different role after it is isolated again.
+func TestAgentRefreshesSameRole(t *testing.T) {
+	lb := func(layer string) Desired {
+		return Desired{Role: "lb", Target: "pictl-role-lb.target", Layer: layer}
+	}
+	sd := &fakeSystemd{
+		active: "pictl-role-lb.target",
+		wants:  map[string][]string{"pictl-role-lb.target": {"haproxy.service", "keepalived.service"}},
+	}
+	n := newNode(t, lb("L1"), sd)
+	n.showLayer(t, "L1")
+	n.run(t)
+	if r := n.nextFinal(t); r.State != StateActive {
+		t.Fatalf("boot report: %+v", r)
+	}
+	n.showLayer(t, "L2")
+	n.coord.set(lb("L2"))
+	r := n.nextFinal(t)
+	if r.State != StateActive || r.Layer != "L2" || r.Stages.Isolate != 0 {
+		t.Fatalf("refresh report: %+v", r)
+	}
+	if c := sd.callList(); !slices.Equal(c, []string{"reload", "refresh pictl-role-lb.target", "stop-masked"}) {
+		t.Fatalf("systemd calls for a same-role layer: %q", c)
+	}
+	n.showLayer(t, "L3")
+	n.coord.set(web("L3"))
+	if r := n.nextFinal(t); r.Target != "pictl-role-web.target" {
+		t.Fatalf("web report: %+v", r)
+	}
+	if c := sd.callList(); !slices.Contains(c, "isolate pictl-role-web.target") {
+		t.Fatalf("a role change was not isolated: %q", c)
 	}
 }
 

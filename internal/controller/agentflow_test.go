@@ -80,6 +80,13 @@ func (s *nodeSystemd) Units(_ context.Context, target string) ([]agent.UnitState
 
 func (s *nodeSystemd) StopMasked(context.Context) ([]string, error) { return nil, nil }
 
+func (s *nodeSystemd) Refresh(_ context.Context, target string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, "refresh "+target)
+	return nil, nil
+}
+
 func (s *nodeSystemd) Jobs(context.Context) (int, error) { return 0, nil }
 
 func (s *nodeSystemd) Reboot(context.Context) error { return nil }

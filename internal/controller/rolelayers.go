@@ -523,7 +523,7 @@ func (e *nodeRole) status() *api.RoleStatus {
 	if st.Stages == nil {
 		st.Stages = map[string]time.Duration{}
 	}
-	for k, v := range map[string]time.Duration{"layer_visible": rep.Stages.LayerVisible, "reload": rep.Stages.Reload, "isolate": rep.Stages.Isolate, "settle": rep.Stages.Settle} {
+	for k, v := range map[string]time.Duration{"layer_visible": rep.Stages.LayerVisible, "reload": rep.Stages.Reload, "isolate": rep.Stages.Isolate, "refresh": rep.Stages.Refresh, "settle": rep.Stages.Settle} {
 		if v > 0 {
 			st.Stages[k] = v
 		}
