@@ -80,7 +80,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // Run follows the controller until ctx ends. Controller outages are
 // retried forever: the node keeps running its role meanwhile.
 func (a *Agent) Run(ctx context.Context) error {
-	applied := "" // the first poll answers at once: check what runs now
+	applied := ""       // the first poll answers at once: check what runs now
 	var running Desired // what the last apply brought up
 	for ctx.Err() == nil {
 		d, err := a.Client.Desired(ctx, applied, orDefault(a.Poll, 50*time.Second))

@@ -69,7 +69,7 @@ type Stages struct {
 	// Refresh is the same-role update: the target started again and its
 	// reloadable units reloaded (instead of Isolate).
 	Refresh time.Duration `json:"refresh,omitempty"`
-	Settle       time.Duration `json:"settle,omitempty"`
+	Settle  time.Duration `json:"settle,omitempty"`
 }
 
 // NodeToken is node's credential for the agent listener: an HMAC of the
