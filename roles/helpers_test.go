@@ -36,6 +36,7 @@ func sampleFacts() Facts {
 		Volumes: map[string]Volume{
 			"www":     {Export: "/volumes/www", ReadOnly: true},
 			"scratch": {Export: "/volumes/scratch"},
+			"shop":    {Export: "/volumes/shop", ReadOnly: true},
 		},
 		Nodes:  sampleNodes(),
 		Subnet: netip.MustParsePrefix("10.99.0.1/24"),
