@@ -22,8 +22,8 @@ func TestExampleLabRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"etc/shop/db.env":                 "DB_HOST=10.99.0.13\nDB_USER=shop\nDB_PASSWORD=shop\n",
-		"etc/nginx/conf.d/pictl-web.conf": "root /run/shop;",
+		"etc/shop/db.env":                           "DB_HOST=10.99.0.13\nDB_USER=shop\nDB_PASSWORD=shop\n",
+		"etc/nginx/conf.d/pictl-web.conf":           "root /run/shop;",
 		"etc/systemd/system/pictl-role-shop.target": "Wants=shop-app.service",
 		"etc/systemd/system/srv-shop.mount":         "What=10.99.0.1:/volumes/shop",
 	}
