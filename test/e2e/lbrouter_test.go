@@ -102,19 +102,7 @@ func TestLBFailoverAndRouterDebian(t *testing.T) {
 	}
 
 	// --- router.
-	lan := testnet.New(t, "e2elan")
-	l.net.NS.Veth("vlan0", "br0", lan, "eth0", lanClient+"/24")
-	lan.MustIP("route", "add", "default", "via", routerAddr)
-	up := testnet.New(t, "e2eup")
-	l.net.NS.Veth("vup0", "br0", up, "eth0", uplinkHost+"/24")
-	up.MustIP("route", "add", routerAddr+"/32", "dev", "eth0")
-	ping := func() error {
-		out, err := lan.Command(l.ctx, "busybox", "ping", "-c", "1", "-W", "2", uplinkHost).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		return nil
-	}
+	ping := l.lanAndUplink()
 	l.waitFor("the lan client to reach the uplink host through r1", 30*time.Second, func() (bool, error) {
 		err := ping()
 		return err == nil, err
@@ -133,6 +121,28 @@ func TestLBFailoverAndRouterDebian(t *testing.T) {
 		for i, g := range guests {
 			t.Logf("--- console tail of %s:\n%s", g.name, vms[i].Snapshot().Tail(60))
 		}
+	}
+}
+
+// lanAndUplink makes two namespaces on br0: a lan client (default route
+// via the router node) and an uplink host in a subnet only the router
+// node routes to, which knows the way back to the router's address alone
+// — so the client's packets reach it only forwarded and masqueraded by
+// the router node. The returned func pings the uplink host from the client.
+func (l *lab) lanAndUplink() func() error {
+	l.t.Helper()
+	lan := testnet.New(l.t, "e2elan")
+	l.net.NS.Veth("vlan0", "br0", lan, "eth0", lanClient+"/24")
+	lan.MustIP("route", "add", "default", "via", routerAddr)
+	up := testnet.New(l.t, "e2eup")
+	l.net.NS.Veth("vup0", "br0", up, "eth0", uplinkHost+"/24")
+	up.MustIP("route", "add", routerAddr+"/32", "dev", "eth0")
+	return func() error {
+		out, err := lan.Command(l.ctx, "busybox", "ping", "-c", "1", "-W", "2", uplinkHost).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
 	}
 }
 
