@@ -14,7 +14,8 @@ import (
 // what they need) from its .deb into root's /usr/lib/modules and indexes
 // them with depmod: the Debian image has no kernel package, and the
 // router role's nftables ruleset loads nf_tables, nft_chain_nat, nft_masq
-// and conntrack on demand.
+// and conntrack on demand (conntrack needs libcrc32c, which needs the
+// crc32c crypto module).
 func AddNetfilterModules(ctx context.Context, root string, a *vm.Artifacts) error {
 	tmp, err := os.MkdirTemp("", "pictl-modules-")
 	if err != nil {
@@ -23,8 +24,8 @@ func AddNetfilterModules(ctx context.Context, root string, a *vm.Artifacts) erro
 	defer os.RemoveAll(tmp)
 	rel := a.KernelRelease
 	mods := "./lib/modules/" + rel
-	script := fmt.Sprintf(`dpkg-deb --fsys-tarfile %q | tar -C %q -x --wildcards '%s/kernel/net/netfilter/*' '%s/kernel/net/ipv4/netfilter/*' '%s/kernel/net/ipv6/netfilter/*' '%s/kernel/lib/libcrc32c.ko' '%s/modules.builtin*' '%s/modules.order'`,
-		a.KernelDeb, tmp, mods, mods, mods, mods, mods, mods)
+	script := fmt.Sprintf(`dpkg-deb --fsys-tarfile %q | tar -C %q -x --wildcards '%s/kernel/net/netfilter/*' '%s/kernel/net/ipv4/netfilter/*' '%s/kernel/net/ipv6/netfilter/*' '%s/kernel/lib/libcrc32c.ko' '%s/kernel/crypto/crc32c_generic.ko' '%s/modules.builtin*' '%s/modules.order'`,
+		a.KernelDeb, tmp, mods, mods, mods, mods, mods, mods, mods)
 	if b, err := exec.CommandContext(ctx, "sh", "-c", script).CombinedOutput(); err != nil {
 		return fmt.Errorf("extract netfilter modules from %s: %w\n%s", a.KernelDeb, err, b)
 	}

@@ -198,7 +198,9 @@ func (l *lab) writeWWW(page string) {
 func (l *lab) addNode(n labNode, image string) {
 	l.t.Helper()
 	l.pictl("node", "add", n.name, "--mac", n.mac, "--image", image, "--ip", n.addr,
-		"--cmdline", "console=ttyS0 panic=-1 quiet HOLD")
+		// The journal on the console: a failed unit's own words end up
+		// in the console tail a failing test prints.
+		"--cmdline", "console=ttyS0 panic=-1 quiet HOLD systemd.journald.forward_to_console=1")
 	l.pictl("role", "set", n.name, n.role)
 }
 
@@ -233,8 +235,11 @@ func (l *lab) waitRolesActive(nodes []labNode, vms []*vm.Guest, d time.Duration)
 				state[n.Name] = n.Runtime.Role
 			}
 		}
-		for _, n := range nodes {
+		for i, n := range nodes {
 			s := state[n.name]
+			if s != nil && s.State == api.RoleFailed {
+				l.t.Fatalf("%s: %s\n--- console tail of %s:\n%s", n.name, s.Summary(), n.name, vms[i].Snapshot().Tail(80))
+			}
 			if s == nil || s.Summary() != n.role+" active" {
 				sum := "nothing"
 				if s != nil {
