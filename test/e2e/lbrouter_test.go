@@ -68,6 +68,9 @@ func TestLBFailoverAndRouterDebian(t *testing.T) {
 	t.Logf("e2e: 4 guests booted into their roles (all active) in %v", time.Since(bootStart).Round(time.Second))
 	t.Logf("pictl node ls:\n%s", l.pictl("node", "ls"))
 
+	// --- a changed layer of the same role: reloaded, not switched.
+	l.refreshLB(page)
+
 	// --- VRRP failover.
 	master := ""
 	l.waitFor("a GET through the virtual address", 2*time.Minute, func() (bool, error) {
@@ -121,6 +124,65 @@ func TestLBFailoverAndRouterDebian(t *testing.T) {
 		for i, g := range guests {
 			t.Logf("--- console tail of %s:\n%s", g.name, vms[i].Snapshot().Tail(60))
 		}
+	}
+}
+
+// refreshLB changes the lb role's vars (the stats page's port) while a GET
+// loop runs through the virtual address: both lb nodes get a new layer,
+// their agents reload HAProxy and keepalived (stage "refresh", no
+// isolate), the new port answers, and no GET fails.
+func (l *lab) refreshLB(page string) {
+	l.t.Helper()
+	layers := func() map[string]*api.RoleStatus {
+		out := map[string]*api.RoleStatus{}
+		ns, err := l.ctl.API().Nodes(l.ctx)
+		if err != nil {
+			return out
+		}
+		for _, n := range ns {
+			if n.Runtime != nil && n.Runtime.Role != nil {
+				out[n.Name] = n.Runtime.Role
+			}
+		}
+		return out
+	}
+	before := layers()
+	l.waitFor("a GET through the virtual address", 2*time.Minute, func() (bool, error) {
+		r := l.getVIP(l.net.NS, 5*time.Second)
+		return r.err == nil && r.body == page, r.err
+	})
+	loop := startGetLoop(l, l.net.NS, 150*time.Millisecond)
+	t0 := time.Now()
+	l.editConfig("lb: {vars: {vip: "+lbVIP+"/24}}", "lb: {vars: {vip: "+lbVIP+"/24, stats_port: \"8405\"}}")
+	l.waitFor("both lb nodes to apply their new layer", 3*time.Minute, func() (bool, error) {
+		now := layers()
+		for _, n := range []string{"lb1", "lb2"} {
+			s := now[n]
+			if s == nil || before[n] == nil || s.Layer == before[n].Layer || s.Summary() != "lb active" {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	took := time.Since(t0)
+	time.Sleep(time.Second)
+	recs := loop.stop()
+	_, _, failed, ok := failover(recs, "", page)
+	now := layers()
+	for _, n := range []string{"lb1", "lb2"} {
+		st := now[n].Stages
+		l.t.Logf("e2e: %s applied its new lb layer: stages %v", n, st)
+		if st["refresh"] == 0 || st["isolate"] != 0 {
+			l.t.Errorf("%s: a same-role layer was not refreshed (stages %v)", n, st)
+		}
+		out, err := l.net.NS.Command(l.ctx, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "http://"+map[string]string{"lb1": lbOneAddr, "lb2": lbTwoAddr}[n]+":8405/").CombinedOutput()
+		if err != nil || string(out) != "200" {
+			l.t.Errorf("%s: HAProxy's stats page not on the new port after the reload: %s %v", n, out, err)
+		}
+	}
+	l.t.Logf("e2e: lb vars changed → both lb nodes reloaded in %v; GET loop meanwhile: %d answered, %d failed", took.Round(time.Millisecond), ok, len(failed))
+	if len(failed) > 0 {
+		l.t.Errorf("GETs failed while HAProxy reloaded: %v", failed)
 	}
 }
 
