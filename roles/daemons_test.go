@@ -63,7 +63,7 @@ func TestDaemonsAcceptConfigs(t *testing.T) {
 			files := render(t, tc.role, tc.vars)
 			switch tc.role {
 			case "lb":
-				check(t, "haproxy.cfg", files["etc/haproxy/haproxy.cfg"], "haproxy", "-c", "-q", "-f", "FILE")
+				check(t, "haproxy.cfg", files["etc/haproxy/haproxy.cfg"], "haproxy", "-c", "-f", "FILE")
 				check(t, "keepalived.conf", files["etc/keepalived/keepalived.conf"], "keepalived", "-f", "FILE", "-t")
 			case "router":
 				script := files["usr/local/sbin/pictl-router"]

@@ -69,7 +69,7 @@ func TestLBFailoverAndRouterDebian(t *testing.T) {
 	t.Logf("pictl node ls:\n%s", l.pictl("node", "ls"))
 
 	// --- a changed layer of the same role: reloaded, not switched.
-	l.refreshLB(page)
+	l.refreshLB(page, guests, vms)
 
 	// --- VRRP failover.
 	master := ""
@@ -131,7 +131,7 @@ func TestLBFailoverAndRouterDebian(t *testing.T) {
 // loop runs through the virtual address: both lb nodes get a new layer,
 // their agents reload HAProxy and keepalived (stage "refresh", no
 // isolate), the new port answers, and no GET fails.
-func (l *lab) refreshLB(page string) {
+func (l *lab) refreshLB(page string, nodes []labNode, vms []*vm.Guest) {
 	l.t.Helper()
 	layers := func() map[string]*api.RoleStatus {
 		out := map[string]*api.RoleStatus{}
@@ -158,6 +158,13 @@ func (l *lab) refreshLB(page string) {
 		now := layers()
 		for _, n := range []string{"lb1", "lb2"} {
 			s := now[n]
+			if s != nil && before[n] != nil && s.Layer != before[n].Layer && s.State == api.RoleFailed {
+				for i, g := range nodes {
+					if g.name == n {
+						l.t.Fatalf("%s: %s (%s)\n--- console tail of %s:\n%s", n, s.Summary(), s.Error, n, vms[i].Snapshot().Tail(120))
+					}
+				}
+			}
 			if s == nil || before[n] == nil || s.Layer == before[n].Layer || s.Summary() != "lb active" {
 				return false, nil
 			}
