@@ -45,10 +45,3 @@ func AddNetfilterModules(ctx context.Context, root string, a *vm.Artifacts) erro
 // LabPackages are what the lb, router, web and db roles need in a Debian
 // image (kmod: the kernel loads netfilter modules through modprobe).
 var LabPackages = []string{"nginx-light", "haproxy", "keepalived", "nftables", "frr", "iproute2", "kmod", "curl"}
-
-// installPackages installs pkgs into image through `pictl image exec`.
-func (l *lab) installPackages(image string, pkgs ...string) {
-	l.t.Helper()
-	l.pictl("image", "exec", image, "--", "apt-get", "update", "-q")
-	l.pictl(append([]string{"image", "exec", image, "--", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...)...)
-}

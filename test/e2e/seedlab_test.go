@@ -24,7 +24,7 @@ func TestSeedLab(t *testing.T) {
 	src := l.labImageSource()
 	l.pictl("image", "import", "debian", src)
 	t0 := time.Now()
-	pkgs := append([]string{"mariadb-server"}, LabPackages...)
+	pkgs := append([]string{"mariadb-server", "mariadb-client"}, LabPackages...)
 	l.installPackages("debian", pkgs...)
 	t.Logf("lab: %s installed into the image with pictl image exec in %v", strings.Join(pkgs, " "), time.Since(t0).Round(time.Second))
 
@@ -121,4 +121,11 @@ func (l *lab) editConfig(old, new string) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return line
+}
+
+// installPackages installs pkgs into image through `pictl image exec`.
+func (l *lab) installPackages(image string, pkgs ...string) {
+	l.t.Helper()
+	l.pictl("image", "exec", image, "--", "apt-get", "update", "-q")
+	l.pictl(append([]string{"image", "exec", image, "--", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...)...)
 }
