@@ -293,7 +293,10 @@ func (a *Agent) settle(ctx context.Context, rep Report) Report {
 	rep.Stages.Settle = time.Since(t)
 	rep.State = StateActive
 	for _, u := range rep.Units {
-		if u.Active != "active" {
+		// Without a role the target is multi-user.target, whose wants
+		// include the image's oneshots (e2scrub_reap.service) that ran and
+		// are inactive again: there only a failed unit is a failure.
+		if u.Active != "active" && (rep.Role != "" || u.Name == rep.Target || u.Active == "failed") {
 			rep.State = StateFailed
 			if u.Name != rep.Target || rep.Failed == "" {
 				rep.Failed = u.Name

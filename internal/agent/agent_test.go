@@ -291,6 +291,33 @@ func TestAgentRefreshesSameRole(t *testing.T) {
 	}
 }
 
+// A node without a role runs multi-user.target, which wants oneshots that
+// ran and are inactive again: that is active; a failed unit is not.
+func TestAgentNoRoleIgnoresFinishedOneshots(t *testing.T) {
+	none := Desired{Role: "", Target: "multi-user.target", Layer: "L2"}
+	for _, tc := range []struct {
+		state, want, failed string
+	}{
+		{"inactive", StateActive, ""},
+		{"failed", StateFailed, "e2scrub_reap.service"},
+	} {
+		sd := &fakeSystemd{
+			active:  "pictl-role-web.target",
+			wants:   map[string][]string{"multi-user.target": {"e2scrub_reap.service", "ssh.service"}},
+			outcome: map[string]string{"e2scrub_reap.service": tc.state},
+		}
+		n := newNode(t, web("L1"), sd)
+		n.showLayer(t, "L1")
+		n.run(t)
+		n.nextFinal(t)
+		n.showLayer(t, "L2")
+		n.coord.set(none)
+		if r := n.nextFinal(t); r.State != tc.want || r.Failed != tc.failed {
+			t.Errorf("e2scrub_reap %s: report %+v, want %s %q", tc.state, r, tc.want, tc.failed)
+		}
+	}
+}
+
 // A layer that never shows through NFS fails the switch with a reason
 // and leaves systemd alone.
 func TestAgentLayerNeverVisible(t *testing.T) {
