@@ -105,7 +105,7 @@ func verifyRole(t *testing.T, analyze, hostUnits string, c *Catalog, role string
 	}
 	// Commands the image provides (and the agent binary the
 	// controller places) as stub executables.
-	for _, cmd := range []string{DefaultAgentBinaryPath, "usr/local/bin/shop", "bin/true", "bin/sh", "bin/systemd-tmpfiles", "bin/mkdir", "bin/kill", "usr/sbin/haproxy", "usr/bin/mariadb"} {
+	for _, cmd := range []string{DefaultAgentBinaryPath, "usr/local/bin/shop", "bin/true", "bin/sh", "bin/systemd-tmpfiles", "bin/mkdir", "bin/kill", "usr/sbin/haproxy", "usr/bin/mariadb", "usr/sbin/nft", "bin/ip"} {
 		writeRootFile(t, root, cmd, "#!/bin/sh\n", 0o755)
 	}
 	var units []string

@@ -35,6 +35,8 @@ type Systemd interface {
 	// and reloads its running units that support reloading (HAProxy's
 	// master-worker reload keeps every connection), naming them.
 	Refresh(ctx context.Context, target string) (reloaded []string, err error)
+	// Stop stops unit and waits for the job.
+	Stop(ctx context.Context, unit string) error
 	// Reboot reboots the node.
 	Reboot(ctx context.Context) error
 }
@@ -101,7 +103,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if applied != "" && sameRole(running, d) {
 			rep = a.Refresh(ctx, d)
 		} else {
-			rep = a.Apply(ctx, d, applied == "")
+			rep = a.Apply(ctx, d, applied == "", running.Target)
 		}
 		if ctx.Err() != nil {
 			break
@@ -124,8 +126,13 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // Apply brings the node to d and says how that went. With maybeThere, a
-// node whose target is already active is only reported on.
-func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
+// node whose target is already active is only reported on. old is the
+// role target the node ran ("" = none known): it is stopped before
+// systemd reloads its units, while systemd still holds the old role's
+// units as they were loaded — the new layer masks them, and a masked
+// unit has no ExecStop= left to undo what it did (the router's
+// forwarding and NAT).
+func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool, old string) Report {
 	rep := Report{Layer: d.Layer, Role: d.Role, Target: d.Target, State: StateSwitching}
 	log := a.log().With("role", d.Role, "target", d.Target, "layer", d.Layer)
 
@@ -145,6 +152,11 @@ func (a *Agent) Apply(ctx context.Context, d Desired, maybeThere bool) Report {
 		a.tell(ctx, rep)
 	}
 
+	if old != "" && old != d.Target && strings.HasPrefix(old, "pictl-role-") && !d.Reboot {
+		if err := a.Systemd.Stop(ctx, old); err != nil {
+			log.Warn("stopping the old role's target failed; isolating anyway", "old", old, "err", err)
+		}
+	}
 	t := time.Now()
 	if err := a.Systemd.Reload(ctx); err != nil {
 		return failed(rep, fmt.Errorf("systemd daemon-reload: %w", err))

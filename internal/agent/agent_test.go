@@ -112,6 +112,17 @@ func (f *fakeSystemd) Jobs(context.Context) (int, error) {
 	return 0, nil
 }
 
+// Stop records the call.
+func (f *fakeSystemd) Stop(_ context.Context, unit string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "stop "+unit)
+	if f.active == unit {
+		f.active = ""
+	}
+	return nil
+}
+
 // Refresh records the call; the target's units keep their states.
 func (f *fakeSystemd) Refresh(_ context.Context, target string) ([]string, error) {
 	f.mu.Lock()
@@ -237,7 +248,7 @@ func TestAgentSwitches(t *testing.T) {
 	if r.State != StateFailed || r.Failed != "mariadb.service" || r.Target != "pictl-role-db.target" || r.Layer != "L2" {
 		t.Fatalf("db report: %+v", r)
 	}
-	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target", "stop-masked"}) {
+	if c := sd.callList(); !slices.Equal(c, []string{"stop pictl-role-web.target", "reload", "isolate pictl-role-db.target", "stop-masked"}) {
 		t.Fatalf("systemd calls: %q", c)
 	}
 	sd.mu.Lock()

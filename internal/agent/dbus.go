@@ -143,6 +143,12 @@ func (s *SystemdBus) waitJob(ctx context.Context, queue func(done chan<- string)
 	}
 }
 
+func (s *SystemdBus) Stop(ctx context.Context, unit string) error {
+	return s.waitJob(ctx, func(done chan<- string) (int, error) {
+		return s.conn.StopUnitContext(ctx, unit, "replace", done)
+	})
+}
+
 func (s *SystemdBus) Jobs(ctx context.Context) (int, error) {
 	jobs, err := s.conn.ListJobsContext(ctx)
 	return len(jobs), err

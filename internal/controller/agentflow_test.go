@@ -80,6 +80,13 @@ func (s *nodeSystemd) Units(_ context.Context, target string) ([]agent.UnitState
 
 func (s *nodeSystemd) StopMasked(context.Context) ([]string, error) { return nil, nil }
 
+func (s *nodeSystemd) Stop(_ context.Context, unit string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, "stop "+unit)
+	return nil
+}
+
 func (s *nodeSystemd) Refresh(_ context.Context, target string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -218,7 +225,8 @@ func TestRoleSwitchThroughAgent(t *testing.T) {
 	waitRow("web active")
 	sd.mu.Lock()
 	defer sd.mu.Unlock()
-	want := []string{"reload", "isolate pictl-role-db.target", "reload", "isolate pictl-role-web.target"}
+	// The old role stops before systemd reloads (its ExecStop= undo while still loaded).
+	want := []string{"stop pictl-role-web.target", "reload", "isolate pictl-role-db.target", "stop pictl-role-db.target", "reload", "isolate pictl-role-web.target"}
 	if !slices.Equal(sd.calls, want) {
 		t.Errorf("systemd calls %q, want %q", sd.calls, want)
 	}
