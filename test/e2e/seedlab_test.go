@@ -43,6 +43,8 @@ func TestSeedLab(t *testing.T) {
 	}
 	l.editConfig("  www: {readonly: true, roles: [web]}\n", "  www: {readonly: true, roles: [web, shop]}\n  shop: {readonly: true, roles: [shop]}\n")
 	l.setRoles(`roles:
+  shop: {description: seed 000's app}
+  shopdb: {description: seed 000's database}
   lb: {vars: {vip: ` + lbVIP + `/24, backend: shop}}
   router: {vars: {uplink: eth0, routes: "192.168.77.0/24 dev eth0"}}
 `)
