@@ -17,7 +17,10 @@ DEBS := ca-certificates curl iproute2 procps kmod cpio xz-utils zstd \
         tftp-hpa tftpd-hpa \
         libnfs-utils \
         dosfstools mtools e2fsprogs fdisk debootstrap \
-        systemd nginx-light
+        systemd nginx-light haproxy keepalived nftables frr
+
+# haproxy, keepalived, nftables and frr: the roles tests hand the lb and
+# router configs to their check modes (the daemons never start: policy-rc.d).
 
 # Only the benchmarks need these competitors.
 BENCH_DEBS := nfs-ganesha nfs-ganesha-vfs rpcbind wrk haproxy
@@ -25,7 +28,7 @@ BENCH_DEBS := nfs-ganesha nfs-ganesha-vfs rpcbind wrk haproxy
 # pjdfstest (../shared/third_party) is built statically from source.
 PJDFSTEST_DEBS := autoconf automake gcc make nfs-ganesha nfs-ganesha-vfs rpcbind
 
-.PHONY: all build test unit lint deps bench-deps pjdfstest-deps pjdfstest bench demo fuzz clean
+.PHONY: all build test unit lint deps bench-deps pjdfstest-deps pjdfstest bench demo lab fuzz clean
 
 all: build
 
@@ -91,6 +94,12 @@ pjdfstest: pjdfstest-deps
 # (artefacts cached in .cache/ after the first run); Ctrl-C cleans up.
 demo: deps build
 	$(GO) run ./test/demo -pictl $(BIN)
+
+# lab: seed 000's lab — two app nodes reading a row from a db node, two lb
+# nodes sharing a VRRP address, a router — six Debian guests netbooted from
+# pictl in a private network namespace (TCG: ~RAM 3 GiB; see README).
+lab: deps build
+	PICTL_LAB=1 $(GO) test -count=1 -timeout 60m -run '^TestSeedLab$$' -v ./test/e2e
 
 clean:
 	rm -rf bin

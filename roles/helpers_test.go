@@ -22,6 +22,10 @@ func sampleNodes() []Node {
 		{Name: "pi3", Arch: "armhf", Addr: netip.MustParseAddr("10.99.0.13"), MAC: "b8:27:eb:01:36:c3", Role: "lb"},
 		{Name: "pi4", Arch: "arm64", Addr: netip.MustParseAddr("10.99.0.14"), MAC: "dc:a6:32:01:36:c4", Role: "router"},
 		{Name: "pi5", Arch: "arm64", Addr: netip.MustParseAddr("10.99.0.15"), MAC: "dc:a6:32:01:36:c5"},
+		// A second lb node (the VRRP peer) and a second web node (an HAProxy
+		// server more), both later by name than the first of their role.
+		{Name: "pi6", Arch: "arm64", Addr: netip.MustParseAddr("10.99.0.16"), MAC: "dc:a6:32:01:36:c6", Role: "lb"},
+		{Name: "pi7", Arch: "arm64", Addr: netip.MustParseAddr("10.99.0.17"), MAC: "dc:a6:32:01:36:c7", Role: "web"},
 	}
 }
 
@@ -32,9 +36,14 @@ func sampleFacts() Facts {
 		Volumes: map[string]Volume{
 			"www":     {Export: "/volumes/www", ReadOnly: true},
 			"scratch": {Export: "/volumes/scratch"},
+			"shop":    {Export: "/volumes/shop", ReadOnly: true},
 		},
-		Nodes: sampleNodes(),
-		Vars:  map[string]map[string]string{"lb": {"vip": "10.99.0.50"}},
+		Nodes:  sampleNodes(),
+		Subnet: netip.MustParsePrefix("10.99.0.1/24"),
+		Vars: map[string]map[string]string{
+			"lb":     {"vip": "10.99.0.50/24", "db": "db"},
+			"router": {"uplink": "eth1", "routes": "10.1.0.0/16 via 10.99.0.254", "ospf_area": "0.0.0.0"},
+		},
 		Agent: AgentFacts{URL: "http://10.99.0.1:7071", Token: "0123456789abcdef", BinaryPath: DefaultAgentBinaryPath},
 	}
 }

@@ -25,6 +25,7 @@ type Node struct {
 // Facts are the cluster facts templates may use.
 type Facts struct {
 	ControllerAddr netip.Addr
+	Subnet         netip.Prefix                 // the cluster's subnet (the controller's address and prefix length)
 	NFSPort        uint16                       // 0 = 2049
 	Volumes        map[string]Volume            // volume name → its export, for the volumes this node may mount
 	Nodes          []Node                       // every node, sorted by name
@@ -111,10 +112,22 @@ func (c *Catalog) render(node Node, f Facts) (*Tree, error) {
 		}
 		return b.tree(), nil
 	}
-	if err := r.render(b, node, f); err != nil {
+	if err := r.render(b, node, f, c.offers()); err != nil {
 		return nil, err
 	}
 	return b.tree(), nil
+}
+
+// offers is what each role offers the balancer, for templates that front
+// another role's nodes (the lb role's HAProxy).
+func (c *Catalog) offers() map[string]Offer {
+	out := map[string]Offer{}
+	for name, r := range c.roles {
+		if r.balancer != nil {
+			out[name] = Offer{Port: r.balancer.port, Check: r.balancer.check}
+		}
+	}
+	return out
 }
 
 // MachineID is the node's /etc/machine-id: stable for a name, distinct
@@ -267,7 +280,7 @@ func agentUnitFile(a AgentFacts) ([]byte, error) {
 }
 
 // render writes the role's part of the tree.
-func (r *Role) render(b *treeBuilder, node Node, f Facts) error {
+func (r *Role) render(b *treeBuilder, node Node, f Facts, offers map[string]Offer) error {
 	vars, err := r.resolveVars(f.Vars[r.name])
 	if err != nil {
 		return err
@@ -281,6 +294,8 @@ func (r *Role) render(b *treeBuilder, node Node, f Facts) error {
 		NFSPort:    nfsPort(f),
 		Mounts:     map[string]string{},
 		Nodes:      slices.Clone(f.Nodes),
+		Subnet:     f.Subnet.Masked(),
+		offers:     offers,
 	}
 	slices.SortFunc(data.Nodes, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
 	if r.balancer != nil {

@@ -59,7 +59,8 @@ func shuffledFacts(r *rand.Rand) Facts {
 	f.Volumes = shuffleMap(f.Volumes)
 	f.Volumes["extra-a"], f.Volumes["extra-b"] = Volume{}, Volume{ReadOnly: true}
 	r.Shuffle(len(f.Nodes), func(i, j int) { f.Nodes[i], f.Nodes[j] = f.Nodes[j], f.Nodes[i] })
-	f.Vars = map[string]map[string]string{"lb": {"vip": "10.99.0.50"}, "db": {"port": "3306"}}
+	f.Vars = map[string]map[string]string{"lb": {"vip": "10.99.0.50/24", "db": "db"}, "db": {"port": "3306"},
+		"router": {"uplink": "eth1", "routes": "10.1.0.0/16 via 10.99.0.254", "ospf_area": "0.0.0.0"}}
 	return f
 }
 

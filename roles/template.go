@@ -37,6 +37,17 @@ func templateFuncs() template.FuncMap {
 	return template.FuncMap{
 		// unitEscape makes a value literal in a unit file: % starts a specifier.
 		"unitEscape": specifierEscape,
+		// Arithmetic for configs derived from a node's place in a list
+		// (keepalived's priority from the node's rank among the lb nodes).
+		"add": func(a, b int) int { return a + b },
+		"sub": func(a, b int) int { return a - b },
+		"mul": func(a, b int) int { return a * b },
+		// fields splits a var on white space, list splits it on commas
+		// (items trimmed, empty ones dropped): vars are strings.
+		"fields": strings.Fields,
+		"list":   splitList,
+		// shquote makes a value one literal word of a POSIX shell script.
+		"shquote": shellQuote,
 	}
 }
 
@@ -138,6 +149,10 @@ func (t *tmpl) execute(data any) (string, error) {
 //	.Mounts.VOLUME                              where the role mounts a volume
 //	.Balancer.Port                              the port offered to the balancer (0 = none)
 //	.Nodes  (.NodesWithRole "web")              every node of the cluster
+//	.Rank "lb"                                  this node's index among the role's nodes (-1: not one)
+//	.Members "web"                              the role's nodes that have an address, with the
+//	                                            port and check the role offers the balancer
+//	.Subnet                                     the cluster's subnet (the controller's prefix)
 type templateData struct {
 	Node       templateNode
 	Role       string
@@ -147,6 +162,65 @@ type templateData struct {
 	Mounts     map[string]string
 	Balancer   struct{ Port int }
 	Nodes      []Node
+	Subnet     netip.Prefix
+	offers     map[string]Offer
+}
+
+// Offer is what a role offers the balancer (and the lb role's HAProxy).
+type Offer struct {
+	Port  int
+	Check HealthCheck
+}
+
+// Member is a node of a role as HAProxy sees it: where to send requests
+// and how to check them.
+type Member struct {
+	Name  string
+	Addr  netip.Addr
+	Port  int
+	Check HealthCheck
+}
+
+// Rank is the node's index among the nodes of role, sorted by name; -1
+// when it is not one of them.
+func (d templateData) Rank(role string) int {
+	for i, n := range d.NodesWithRole(role) {
+		if n.Name == d.Node.Name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Members lists the nodes of role that have an address, with the port
+// the role offers the balancer (0 when it offers none).
+func (d templateData) Members(role string) []Member {
+	var out []Member
+	o := d.offers[role]
+	for _, n := range d.NodesWithRole(role) {
+		if !n.Addr.IsValid() {
+			continue
+		}
+		out = append(out, Member{Name: n.Name, Addr: n.Addr, Port: o.Port, Check: o.Check})
+	}
+	return out
+}
+
+// splitList splits s at commas, trimming each item and dropping empty ones.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// shellQuote quotes s as one word for sh: inside single quotes nothing is
+// special but the quote itself.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 type templateNode struct{ Node }

@@ -31,10 +31,7 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	if err != nil {
 		t.Skip("systemd-analyze is not installed (make deps installs Debian's systemd): unit files not verified")
 	}
-	hostUnits := "/usr/lib/systemd/system"
-	if _, err := os.Stat(filepath.Join(hostUnits, "multi-user.target")); err != nil {
-		hostUnits = "/lib/systemd/system"
-	}
+	hostUnits := hostUnitDir()
 	dir := writeRoles(t, map[string]string{
 		// A user role with a unit of its own, a rw mount and a drop-in.
 		"shop.yaml": `extends: web
@@ -77,6 +74,14 @@ units:
 	}
 }
 
+// hostUnitDir is where the host's systemd keeps its units.
+func hostUnitDir() string {
+	if _, err := os.Stat("/usr/lib/systemd/system/multi-user.target"); err == nil {
+		return "/usr/lib/systemd/system"
+	}
+	return "/lib/systemd/system"
+}
+
 // verifyRole lays the tree of role into a temporary root and returns what
 // systemd-analyze verify reports (stderr, and the exit status if not 0)
 // and the units it verified.
@@ -100,7 +105,7 @@ func verifyRole(t *testing.T, analyze, hostUnits string, c *Catalog, role string
 	}
 	// Commands the image provides (and the agent binary the
 	// controller places) as stub executables.
-	for _, cmd := range []string{DefaultAgentBinaryPath, "usr/local/bin/shop", "bin/true", "bin/sh", "bin/systemd-tmpfiles"} {
+	for _, cmd := range []string{DefaultAgentBinaryPath, "usr/local/bin/shop", "bin/true", "bin/sh", "bin/systemd-tmpfiles", "bin/mkdir", "bin/kill", "usr/sbin/haproxy", "usr/bin/mariadb", "usr/sbin/nft", "bin/ip"} {
 		writeRootFile(t, root, cmd, "#!/bin/sh\n", 0o755)
 	}
 	var units []string
@@ -118,7 +123,7 @@ func verifyRole(t *testing.T, analyze, hostUnits string, c *Catalog, role string
 			}
 			continue
 		}
-		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+		if err := os.WriteFile(p, f.Data, f.Mode.Perm()); err != nil {
 			t.Fatal(err)
 		}
 		rel, ok := strings.CutPrefix(f.Path, unitDir+"/")

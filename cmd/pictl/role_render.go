@@ -30,6 +30,7 @@ const (
 func clusterFacts(cl *cluster.Cluster) roles.Facts {
 	f := roles.Facts{
 		ControllerAddr: cl.Controller.Address.Addr(),
+		Subnet:         cl.Controller.Address.Masked(),
 		NFSPort:        cl.Ports.NFS,
 		Volumes:        map[string]roles.Volume{},
 		Vars:           map[string]map[string]string{},

@@ -34,6 +34,11 @@ type Systemd interface {
 	// Stop stops those of units that are active (or starting) and names
 	// them; units not loaded or already inactive are left alone.
 	Stop(ctx context.Context, units []string) ([]string, error)
+	// Refresh applies a changed layer of the role that runs: starts target
+	// (units it newly wants start; running ones are kept, not restarted)
+	// and reloads its running units that support reloading (HAProxy's
+	// master-worker reload keeps every connection), naming them.
+	Refresh(ctx context.Context, target string) (reloaded []string, err error)
 	// Reboot reboots the node.
 	Reboot(ctx context.Context) error
 }
@@ -79,8 +84,8 @@ func orDefault(d, def time.Duration) time.Duration {
 // Run follows the controller until ctx ends. Controller outages are
 // retried forever: the node keeps running its role meanwhile.
 func (a *Agent) Run(ctx context.Context) error {
-	applied := ""    // the first poll answers at once: check what runs now
-	var from Desired // what the node ran before d; zero right after start
+	applied := ""       // the first poll answers at once: check what runs now
+	var running Desired // what the last apply brought up; zero right after start
 	for ctx.Err() == nil {
 		d, err := a.Client.Desired(ctx, applied, orDefault(a.Poll, 50*time.Second))
 		if err != nil {
@@ -96,7 +101,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		// Right after start the node may already run d: it booted into
 		// its role, or only the agent restarted.
-		rep := a.Apply(ctx, d, from, applied == "")
+		var rep Report
+		if applied != "" && sameRole(running, d) {
+			rep = a.Refresh(ctx, d)
+		} else {
+			rep = a.Apply(ctx, d, running, applied == "")
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -108,7 +118,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			break
 		}
-		applied, from = d.Layer, d
+		applied, running = d.Layer, d
 		if d.Reboot && rep.State == StateSwitching {
 			// The reboot is under way; keep quiet until it takes us.
 			<-ctx.Done()
@@ -119,7 +129,10 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // Apply brings the node from the role it ran (from; zero when unknown)
 // to d and says how that went. With maybeThere, a node whose target is
-// already active is only reported on.
+// already active is only reported on. The old role's target is stopped
+// before systemd reloads its units, while systemd still holds them as
+// they were loaded — the new layer masks them, and a masked unit has no
+// ExecStop= left to undo what it did (the router's forwarding and NAT).
 func (a *Agent) Apply(ctx context.Context, d Desired, from Desired, maybeThere bool) Report {
 	rep := Report{Layer: d.Layer, Role: d.Role, Target: d.Target, State: StateSwitching}
 	log := a.log().With("role", d.Role, "target", d.Target, "layer", d.Layer)
@@ -156,6 +169,11 @@ func (a *Agent) Apply(ctx context.Context, d Desired, from Desired, maybeThere b
 		before, _ = a.Systemd.Units(ctx, from.Target)
 	}
 
+	if old := from.Target; old != "" && old != d.Target && strings.HasPrefix(old, "pictl-role-") && !d.Reboot {
+		if _, err := a.Systemd.Stop(ctx, []string{old}); err != nil {
+			log.Warn("stopping the old role's target failed; isolating anyway", "old", old, "err", err)
+		}
+	}
 	t := time.Now()
 	if err := a.Systemd.Reload(ctx); err != nil {
 		return failed(rep, fmt.Errorf("systemd daemon-reload: %w", err))
@@ -195,6 +213,44 @@ func (a *Agent) Apply(ctx context.Context, d Desired, from Desired, maybeThere b
 		if len(stopped) > 0 {
 			log.Info("stopped units of the old role", "role", from.Role, "units", stopped)
 		}
+	}
+	return a.settle(ctx, rep)
+}
+
+// sameRole says whether d is a new layer of the role the node runs (its
+// inputs changed: web nodes behind an lb node, an address): such a layer
+// is applied by Refresh, which keeps the role's services running.
+func sameRole(running, d Desired) bool {
+	return running.Layer != "" && running.Role != "" && running.Role == d.Role && running.Target == d.Target && !d.Reboot
+}
+
+// Refresh brings the node to a new layer of the role it runs: daemon-reload,
+// then the target started again and its reloadable units reloaded — no
+// isolate, so nothing restarts (HAProxy reloads gracefully; the VRRP
+// address stays where it is).
+func (a *Agent) Refresh(ctx context.Context, d Desired) Report {
+	rep := Report{Layer: d.Layer, Role: d.Role, Target: d.Target, State: StateSwitching}
+	log := a.log().With("role", d.Role, "target", d.Target, "layer", d.Layer)
+	a.tell(ctx, rep)
+	start := time.Now()
+	if err := a.waitLayer(ctx, d.Layer); err != nil {
+		return failed(rep, err)
+	}
+	rep.Stages.LayerVisible = time.Since(start)
+	t := time.Now()
+	if err := a.Systemd.Reload(ctx); err != nil {
+		return failed(rep, fmt.Errorf("systemd daemon-reload: %w", err))
+	}
+	rep.Stages.Reload = time.Since(t)
+	t = time.Now()
+	reloaded, err := a.Systemd.Refresh(ctx, d.Target)
+	rep.Stages.Refresh = time.Since(t)
+	if err != nil {
+		return failed(rep, fmt.Errorf("refresh %s: %w", d.Target, err))
+	}
+	log.Info("role layer refreshed", "reloaded", reloaded, "took", rep.Stages.Refresh)
+	if _, err := a.Systemd.StopMasked(ctx); err != nil {
+		return failed(rep, fmt.Errorf("stop masked units: %w", err))
 	}
 	return a.settle(ctx, rep)
 }
@@ -308,7 +364,10 @@ func (a *Agent) settle(ctx context.Context, rep Report) Report {
 	rep.Stages.Settle = time.Since(t)
 	rep.State = StateActive
 	for _, u := range rep.Units {
-		if u.Active != "active" {
+		// Without a role the target is multi-user.target, whose wants
+		// include the image's oneshots (e2scrub_reap.service) that ran and
+		// are inactive again: there only a failed unit is a failure.
+		if u.Active != "active" && (rep.Role != "" || u.Name == rep.Target || u.Active == "failed") {
 			rep.State = StateFailed
 			if u.Name != rep.Target || rep.Failed == "" {
 				rep.Failed = u.Name

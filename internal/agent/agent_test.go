@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -96,6 +97,9 @@ func (f *fakeSystemd) Stop(_ context.Context, units []string) ([]string, error) 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "stop "+strings.Join(units, " "))
+	if slices.Contains(units, f.active) {
+		f.active = ""
+	}
 	return units, nil
 }
 
@@ -117,6 +121,19 @@ func (f *fakeSystemd) Jobs(context.Context) (int, error) {
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// Stop records the call.
+
+// Refresh records the call; the target's units keep their states.
+func (f *fakeSystemd) Refresh(_ context.Context, target string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "refresh "+target)
+	if f.active != target {
+		return nil, fmt.Errorf("%s is not active", target)
+	}
+	return f.wants[target], nil
 }
 
 func (f *fakeSystemd) Reboot(context.Context) error {
@@ -233,9 +250,10 @@ func TestAgentSwitches(t *testing.T) {
 	if r.State != StateFailed || r.Failed != "mariadb.service" || r.Target != "pictl-role-db.target" || r.Layer != "L2" {
 		t.Fatalf("db report: %+v", r)
 	}
-	// web's units, which db does not want, are stopped after the isolate
-	// (systemd leaves mount units alone on isolate).
-	if c := sd.callList(); !slices.Equal(c, []string{"reload", "isolate pictl-role-db.target", "stop-masked", "stop nginx.service mnt-www.mount"}) {
+	// The old target is stopped before the reload (its units' ExecStop=
+	// still loaded); what it pulled in that db does not want is stopped
+	// after the isolate too (systemd leaves mount units alone on isolate).
+	if c := sd.callList(); !slices.Equal(c, []string{"stop pictl-role-web.target", "reload", "isolate pictl-role-db.target", "stop-masked", "stop nginx.service mnt-www.mount"}) {
 		t.Fatalf("systemd calls: %q", c)
 	}
 	sd.mu.Lock()
@@ -250,6 +268,69 @@ func TestAgentSwitches(t *testing.T) {
 	r = n.nextFinal(t)
 	if r.State != StateActive || r.Target != "pictl-role-web.target" || r.Layer != "L3" {
 		t.Fatalf("web report: %+v", r)
+	}
+}
+
+// A new layer of the role the node runs (the lb node's HAProxy servers
+// changed) is applied by reloading, never by an isolate: the services
+// keep running. A different role after it is isolated again.
+func TestAgentRefreshesSameRole(t *testing.T) {
+	lb := func(layer string) Desired {
+		return Desired{Role: "lb", Target: "pictl-role-lb.target", Layer: layer}
+	}
+	sd := &fakeSystemd{
+		active: "pictl-role-lb.target",
+		wants:  map[string][]string{"pictl-role-lb.target": {"haproxy.service", "keepalived.service"}},
+	}
+	n := newNode(t, lb("L1"), sd)
+	n.showLayer(t, "L1")
+	n.run(t)
+	if r := n.nextFinal(t); r.State != StateActive {
+		t.Fatalf("boot report: %+v", r)
+	}
+	n.showLayer(t, "L2")
+	n.coord.set(lb("L2"))
+	r := n.nextFinal(t)
+	if r.State != StateActive || r.Layer != "L2" || r.Stages.Isolate != 0 {
+		t.Fatalf("refresh report: %+v", r)
+	}
+	if c := sd.callList(); !slices.Equal(c, []string{"reload", "refresh pictl-role-lb.target", "stop-masked"}) {
+		t.Fatalf("systemd calls for a same-role layer: %q", c)
+	}
+	n.showLayer(t, "L3")
+	n.coord.set(web("L3"))
+	if r := n.nextFinal(t); r.Target != "pictl-role-web.target" {
+		t.Fatalf("web report: %+v", r)
+	}
+	if c := sd.callList(); !slices.Contains(c, "isolate pictl-role-web.target") {
+		t.Fatalf("a role change was not isolated: %q", c)
+	}
+}
+
+// A node without a role runs multi-user.target, which wants oneshots that
+// ran and are inactive again: that is active; a failed unit is not.
+func TestAgentNoRoleIgnoresFinishedOneshots(t *testing.T) {
+	none := Desired{Role: "", Target: "multi-user.target", Layer: "L2"}
+	for _, tc := range []struct {
+		state, want, failed string
+	}{
+		{"inactive", StateActive, ""},
+		{"failed", StateFailed, "e2scrub_reap.service"},
+	} {
+		sd := &fakeSystemd{
+			active:  "pictl-role-web.target",
+			wants:   map[string][]string{"multi-user.target": {"e2scrub_reap.service", "ssh.service"}},
+			outcome: map[string]string{"e2scrub_reap.service": tc.state},
+		}
+		n := newNode(t, web("L1"), sd)
+		n.showLayer(t, "L1")
+		n.run(t)
+		n.nextFinal(t)
+		n.showLayer(t, "L2")
+		n.coord.set(none)
+		if r := n.nextFinal(t); r.State != tc.want || r.Failed != tc.failed {
+			t.Errorf("e2scrub_reap %s: report %+v, want %s %q", tc.state, r, tc.want, tc.failed)
+		}
 	}
 }
 

@@ -93,6 +93,56 @@ func (s *SystemdBus) StopMasked(ctx context.Context) ([]string, error) {
 	return stopped, nil
 }
 
+func (s *SystemdBus) Refresh(ctx context.Context, target string) ([]string, error) {
+	if err := s.waitJob(ctx, func(done chan<- string) (int, error) {
+		return s.conn.StartUnitContext(ctx, target, "replace", done)
+	}); err != nil {
+		return nil, fmt.Errorf("start %s: %w", target, err)
+	}
+	units, err := s.Units(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	var reloaded []string
+	for _, u := range units {
+		if u.Name == target || u.Active != "active" {
+			continue
+		}
+		p, err := s.conn.GetUnitPropertyContext(ctx, u.Name, "CanReload")
+		if err != nil {
+			return reloaded, fmt.Errorf("%s: %w", u.Name, err)
+		}
+		if can, _ := p.Value.Value().(bool); !can {
+			continue
+		}
+		if err := s.waitJob(ctx, func(done chan<- string) (int, error) {
+			return s.conn.ReloadUnitContext(ctx, u.Name, "replace", done)
+		}); err != nil {
+			return reloaded, fmt.Errorf("reload %s: %w", u.Name, err)
+		}
+		reloaded = append(reloaded, u.Name)
+	}
+	return reloaded, nil
+}
+
+// waitJob queues a job and waits for its result; a result other than
+// "done" is an error.
+func (s *SystemdBus) waitJob(ctx context.Context, queue func(done chan<- string) (int, error)) error {
+	done := make(chan string, 1)
+	if _, err := queue(done); err != nil {
+		return err
+	}
+	select {
+	case r := <-done:
+		if r != "done" {
+			return fmt.Errorf("job %s", r)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (s *SystemdBus) Stop(ctx context.Context, units []string) ([]string, error) {
 	if len(units) == 0 {
 		return nil, nil
@@ -106,14 +156,10 @@ func (s *SystemdBus) Stop(ctx context.Context, units []string) ([]string, error)
 		if u.ActiveState == "inactive" || u.ActiveState == "failed" {
 			continue
 		}
-		done := make(chan string, 1)
-		if _, err := s.conn.StopUnitContext(ctx, u.Name, "replace", done); err != nil {
+		if err := s.waitJob(ctx, func(done chan<- string) (int, error) {
+			return s.conn.StopUnitContext(ctx, u.Name, "replace", done)
+		}); err != nil {
 			return stopped, fmt.Errorf("stop %s: %w", u.Name, err)
-		}
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return stopped, ctx.Err()
 		}
 		stopped = append(stopped, u.Name)
 	}

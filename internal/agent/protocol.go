@@ -66,7 +66,10 @@ type Stages struct {
 	LayerVisible time.Duration `json:"layer_visible,omitempty"`
 	Reload       time.Duration `json:"reload,omitempty"`
 	Isolate      time.Duration `json:"isolate,omitempty"`
-	Settle       time.Duration `json:"settle,omitempty"`
+	// Refresh is the same-role update: the target started again and its
+	// reloadable units reloaded (instead of Isolate).
+	Refresh time.Duration `json:"refresh,omitempty"`
+	Settle  time.Duration `json:"settle,omitempty"`
 }
 
 // NodeToken is node's credential for the agent listener: an HMAC of the

@@ -80,7 +80,19 @@ func (s *nodeSystemd) Units(_ context.Context, target string) ([]agent.UnitState
 
 func (s *nodeSystemd) StopMasked(context.Context) ([]string, error) { return nil, nil }
 
-func (s *nodeSystemd) Stop(context.Context, []string) ([]string, error) { return nil, nil }
+func (s *nodeSystemd) Stop(_ context.Context, units []string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, "stop "+strings.Join(units, " "))
+	return units, nil
+}
+
+func (s *nodeSystemd) Refresh(_ context.Context, target string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, "refresh "+target)
+	return nil, nil
+}
 
 func (s *nodeSystemd) Jobs(context.Context) (int, error) { return 0, nil }
 
@@ -213,7 +225,8 @@ func TestRoleSwitchThroughAgent(t *testing.T) {
 	waitRow("web active")
 	sd.mu.Lock()
 	defer sd.mu.Unlock()
-	want := []string{"reload", "isolate pictl-role-db.target", "reload", "isolate pictl-role-web.target"}
+	// The old role stops before systemd reloads (its ExecStop= undo while still loaded).
+	want := []string{"stop pictl-role-web.target", "reload", "isolate pictl-role-db.target", "stop pictl-role-db.target", "reload", "isolate pictl-role-web.target"}
 	if !slices.Equal(sd.calls, want) {
 		t.Errorf("systemd calls %q, want %q", sd.calls, want)
 	}

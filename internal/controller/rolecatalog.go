@@ -48,6 +48,7 @@ func (r catalogRenderer) Render(in renderInput) (roleTree, error) {
 	cl := in.Cluster
 	f := roles.Facts{
 		ControllerAddr: cl.Controller.Address.Addr(),
+		Subnet:         cl.Controller.Address.Masked(),
 		NFSPort:        cl.Ports.NFS,
 		Volumes:        map[string]roles.Volume{},
 		Vars:           map[string]map[string]string{},

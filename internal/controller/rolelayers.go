@@ -91,6 +91,10 @@ type roleLayers struct {
 	mu       sync.Mutex
 	nodes    map[string]*nodeRole
 	members  chan struct{} // closed when any role's membership changes
+	// renderedAddrs are the node addresses the last render pass used
+	// (roleinputs.go renders again when they change).
+	renderedAddrs map[string]netip.Addr
+	addressPoll   time.Duration // 0 = defaultAddressPoll
 }
 
 // nodeRole is one node's role layer and its agent's word on it.
@@ -120,9 +124,20 @@ func newRoleLayers(stateDir string, log *slog.Logger) *roleLayers {
 
 func (r *roleLayers) Name() string { return "roles" }
 
-// Run follows the user's role definitions.
+// Run follows the user's role definitions and the nodes' addresses.
 func (r *roleLayers) Run(ctx context.Context) error {
-	if r.userDir == "" || r.cluster == nil {
+	if r.cluster == nil {
+		<-ctx.Done()
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.followAddresses(ctx)
+	}()
+	defer wg.Wait() // a render pass under way finishes before Run returns
+	if r.userDir == "" {
 		<-ctx.Done()
 		return nil
 	}
@@ -149,6 +164,10 @@ func (r *roleLayers) Reload(ctx context.Context, cl *cluster.Cluster) error {
 		r.mu.Unlock()
 		return nil
 	}
+	addrs := r.nodeAddrs(cl)
+	r.mu.Lock()
+	r.renderedAddrs = addrs
+	r.mu.Unlock()
 	var errs []error
 	for _, name := range sortedNodeNames(cl) {
 		if err := r.renderNode(ctx, rend, cl, name); err != nil {
@@ -504,7 +523,7 @@ func (e *nodeRole) status() *api.RoleStatus {
 	if st.Stages == nil {
 		st.Stages = map[string]time.Duration{}
 	}
-	for k, v := range map[string]time.Duration{"layer_visible": rep.Stages.LayerVisible, "reload": rep.Stages.Reload, "isolate": rep.Stages.Isolate, "settle": rep.Stages.Settle} {
+	for k, v := range map[string]time.Duration{"layer_visible": rep.Stages.LayerVisible, "reload": rep.Stages.Reload, "isolate": rep.Stages.Isolate, "refresh": rep.Stages.Refresh, "settle": rep.Stages.Settle} {
 		if v > 0 {
 			st.Stages[k] = v
 		}
