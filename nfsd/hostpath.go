@@ -66,172 +66,114 @@ func hostName(p string) (string, func(), error) {
 	return shortHost(p)
 }
 
-func hostLstat(p string, st *unix.Stat_t) error {
+// atHost runs op on p's host name (hostName), releasing what reaching it
+// opened. op does not escape: no allocation for a short path.
+func atHost(p string, op func(q string) error) error {
 	q, release, err := hostName(p)
 	if err != nil {
 		return err
 	}
 	defer release()
-	return unix.Lstat(q, st)
+	return op(q)
+}
+
+// atHostValue is atHost for an op with a result.
+func atHostValue[T any](p string, op func(q string) (T, error)) (T, error) {
+	q, release, err := hostName(p)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer release()
+	return op(q)
+}
+
+// atHosts is atHost for two paths (rename, link).
+func atHosts(from, to string, op func(a, b string) error) error {
+	a, releaseA, err := hostName(from)
+	if err != nil {
+		return err
+	}
+	defer releaseA()
+	b, releaseB, err := hostName(to)
+	if err != nil {
+		return err
+	}
+	defer releaseB()
+	return op(a, b)
+}
+
+func hostLstat(p string, st *unix.Stat_t) error {
+	return atHost(p, func(q string) error { return unix.Lstat(q, st) })
 }
 
 func hostStatx(p string, flags, mask int, sx *unix.Statx_t) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Statx(unix.AT_FDCWD, q, flags, mask, sx)
+	return atHost(p, func(q string) error { return unix.Statx(unix.AT_FDCWD, q, flags, mask, sx) })
 }
 
 func hostLgetxattr(p, attr string, dest []byte) (int, error) {
-	q, release, err := hostName(p)
-	if err != nil {
-		return 0, err
-	}
-	defer release()
-	return unix.Lgetxattr(q, attr, dest)
+	return atHostValue(p, func(q string) (int, error) { return unix.Lgetxattr(q, attr, dest) })
 }
 
 func hostLsetxattr(p, attr string, data []byte, flags int) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Lsetxattr(q, attr, data, flags)
+	return atHost(p, func(q string) error { return unix.Lsetxattr(q, attr, data, flags) })
 }
 
 func hostLlistxattr(p string, dest []byte) (int, error) {
-	q, release, err := hostName(p)
-	if err != nil {
-		return 0, err
-	}
-	defer release()
-	return unix.Llistxattr(q, dest)
+	return atHostValue(p, func(q string) (int, error) { return unix.Llistxattr(q, dest) })
 }
 
 func hostChmod(p string, mode uint32) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Chmod(q, mode)
+	return atHost(p, func(q string) error { return unix.Chmod(q, mode) })
 }
 
 func hostLchown(p string, uid, gid int) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Lchown(q, uid, gid)
+	return atHost(p, func(q string) error { return unix.Lchown(q, uid, gid) })
 }
 
 func hostTruncate(p string, size int64) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Truncate(q, size)
+	return atHost(p, func(q string) error { return unix.Truncate(q, size) })
 }
 
 // hostUtimes sets times without following a symlink.
 func hostUtimes(p string, ts []unix.Timespec) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.UtimesNanoAt(unix.AT_FDCWD, q, ts, unix.AT_SYMLINK_NOFOLLOW)
+	return atHost(p, func(q string) error { return unix.UtimesNanoAt(unix.AT_FDCWD, q, ts, unix.AT_SYMLINK_NOFOLLOW) })
 }
 
 func hostMkdir(p string, mode uint32) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Mkdir(q, mode)
+	return atHost(p, func(q string) error { return unix.Mkdir(q, mode) })
 }
 
 func hostMknod(p string, mode uint32, dev int) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Mknod(q, mode, dev)
+	return atHost(p, func(q string) error { return unix.Mknod(q, mode, dev) })
 }
 
 func hostOpen(p string, flags int, mode uint32) (int, error) {
-	q, release, err := hostName(p)
-	if err != nil {
-		return -1, err
-	}
-	defer release()
-	return unix.Open(q, flags, mode)
+	return atHostValue(p, func(q string) (int, error) { return unix.Open(q, flags, mode) })
 }
 
 // hostSymlink creates a symlink at p; target is its text, not a path
 // nfsd resolves.
 func hostSymlink(target, p string) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Symlink(target, q)
+	return atHost(p, func(q string) error { return unix.Symlink(target, q) })
 }
 
 func hostUnlink(p string) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Unlink(q)
+	return atHost(p, func(q string) error { return unix.Unlink(q) })
 }
 
 func hostRmdir(p string) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return unix.Rmdir(q)
+	return atHost(p, func(q string) error { return unix.Rmdir(q) })
 }
 
 func hostRenameat2(from, to string, flags uint) error {
-	a, releaseA, err := hostName(from)
-	if err != nil {
-		return err
-	}
-	defer releaseA()
-	b, releaseB, err := hostName(to)
-	if err != nil {
-		return err
-	}
-	defer releaseB()
-	return unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, flags)
+	return atHosts(from, to, func(a, b string) error { return unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, flags) })
 }
 
 func hostRename(from, to string) error { return hostRenameat2(from, to, 0) }
 
 func hostLink(from, to string) error {
-	a, releaseA, err := hostName(from)
-	if err != nil {
-		return err
-	}
-	defer releaseA()
-	b, releaseB, err := hostName(to)
-	if err != nil {
-		return err
-	}
-	defer releaseB()
-	return unix.Link(a, b)
+	return atHosts(from, to, func(a, b string) error { return unix.Link(a, b) })
 }
 
 // hostOpenFile is os.OpenFile for regular files and directories; the file
@@ -257,21 +199,11 @@ func hostReadlink(p string) (string, error) {
 }
 
 func hostRemove(p string) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return os.Remove(q)
+	return atHost(p, func(q string) error { return os.Remove(q) })
 }
 
 // hostRemoveAll is os.RemoveAll, which walks below its argument with
 // relative names (no length limit there).
 func hostRemoveAll(p string) error {
-	q, release, err := hostName(p)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return os.RemoveAll(q)
+	return atHost(p, func(q string) error { return os.RemoveAll(q) })
 }
