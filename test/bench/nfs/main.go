@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,8 +118,35 @@ func buildOsnfs(out string) error {
 
 type result struct {
 	value  float64 // MB/s for read, seconds otherwise
+	cpu    float64 // the server's CPU seconds (user + system) during the phase
 	detail string
 	err    error
+}
+
+// processCPU is a process's CPU seconds so far, every thread (utime and
+// stime of /proc/PID/stat): on 2 cores shared with the client, the
+// server's CPU per unit of work is the figure that holds.
+func processCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14, stime 15.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	var ticks float64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += float64(n)
+	}
+	return ticks / 100, nil // USER_HZ is 100 on Linux
 }
 
 func measure(o options, tree string) error {
@@ -207,6 +235,21 @@ func runPhase(o options, s *server, ph, tree string) result {
 			return result{err: err}
 		}
 	}
+	cpu0, err := processCPU(s.proc.Process.Pid)
+	if err != nil {
+		return result{err: err}
+	}
+	res := runPhaseOn(o, c, chunk, ph)
+	cpu1, err := processCPU(s.proc.Process.Pid)
+	if err != nil && res.err == nil {
+		res.err = err
+	}
+	res.cpu = cpu1 - cpu0
+	return res
+}
+
+// runPhaseOn runs one phase against a mounted server.
+func runPhaseOn(o options, c *nfs3client.Client, chunk uint32, ph string) result {
 	start := time.Now()
 	var detail string
 	switch ph {
@@ -253,9 +296,9 @@ func format(ph string, r result) string {
 		return "error: " + r.err.Error()
 	}
 	if ph == "read" {
-		return fmt.Sprintf("%.0f MB/s (%s)", r.value, r.detail)
+		return fmt.Sprintf("%.0f MB/s (%s; server CPU %.2f s)", r.value, r.detail, r.cpu)
 	}
-	return fmt.Sprintf("%.2f s (%s)", r.value, r.detail)
+	return fmt.Sprintf("%.2f s (%s; server CPU %.2f s)", r.value, r.detail, r.cpu)
 }
 
 // walker walks the tree by READDIRPLUS. A stale handle (osnfs forgets
@@ -438,6 +481,27 @@ func printTable(o options, phases []string, servers []*server, results map[strin
 		}
 		ref := reference[ph]
 		fmt.Printf(" %15s %8s   (%s, %s)\n", ratio, target, ref[0], ref[1])
+	}
+	fmt.Printf("\n%-28s", "server CPU s (same runs)")
+	for _, s := range servers {
+		fmt.Printf(" %12s", s.name)
+	}
+	fmt.Printf(" %15s\n", "ganesha/pictl")
+	for _, ph := range phases {
+		fmt.Printf("%-28s", rowName[ph])
+		for _, s := range servers {
+			if r := results[ph][s.name]; r.err != nil {
+				fmt.Printf(" %12s", "error")
+			} else {
+				fmt.Printf(" %10.2f s", r.cpu)
+			}
+		}
+		g, p := results[ph]["ganesha"], results[ph]["pictl"]
+		ratio := "-"
+		if g.err == nil && p.err == nil && g.cpu > 0 && p.cpu > 0 {
+			ratio = fmt.Sprintf("%.2fx", g.cpu/p.cpu) // >1 = pictl uses less CPU
+		}
+		fmt.Printf(" %15s\n", ratio)
 	}
 	for _, ph := range phases {
 		for _, s := range servers {
