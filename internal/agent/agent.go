@@ -262,8 +262,11 @@ func (a *Agent) tell(ctx context.Context, rep Report) {
 	}
 }
 
-// leftovers are the units of the old target (before, its own entry
-// first) that target does not want.
+// leftovers are the mount units of the old target (before, its own entry
+// first) that target does not want. Only mounts: isolate itself stops the
+// other units the new target does not pull in (and keeps those that
+// something else wants, such as a shared ssh.service), but systemd
+// ignores mount units on isolate.
 func (a *Agent) leftovers(ctx context.Context, before []UnitState, target string) []string {
 	if len(before) < 2 {
 		return nil
@@ -274,7 +277,7 @@ func (a *Agent) leftovers(ctx context.Context, before []UnitState, target string
 	}
 	var left []string
 	for _, u := range before[1:] {
-		if !slices.ContainsFunc(now, func(n UnitState) bool { return n.Name == u.Name }) {
+		if strings.HasSuffix(u.Name, ".mount") && !slices.ContainsFunc(now, func(n UnitState) bool { return n.Name == u.Name }) {
 			left = append(left, u.Name)
 		}
 	}
