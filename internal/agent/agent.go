@@ -154,8 +154,6 @@ func (a *Agent) Apply(ctx context.Context, d Desired, from Desired, maybeThere b
 		if a.targetActive(ctx, d.Target) {
 			return a.settle(ctx, rep)
 		}
-	}
-	if maybeThere {
 		a.tell(ctx, rep)
 	}
 
@@ -165,13 +163,12 @@ func (a *Agent) Apply(ctx context.Context, d Desired, from Desired, maybeThere b
 	// has lost StopWhenUnneeded=, so the old role's volume would stay
 	// mounted.
 	var before []UnitState
-	if from.Target != "" && from.Target != d.Target {
-		before, _ = a.Systemd.Units(ctx, from.Target)
-	}
-
-	if old := from.Target; old != "" && old != d.Target && strings.HasPrefix(old, "pictl-role-") && !d.Reboot {
-		if _, err := a.Systemd.Stop(ctx, []string{old}); err != nil {
-			log.Warn("stopping the old role's target failed; isolating anyway", "old", old, "err", err)
+	if old := from.Target; old != "" && old != d.Target {
+		before, _ = a.Systemd.Units(ctx, old)
+		if strings.HasPrefix(old, "pictl-role-") && !d.Reboot {
+			if _, err := a.Systemd.Stop(ctx, []string{old}); err != nil {
+				log.Warn("stopping the old role's target failed; isolating anyway", "old", old, "err", err)
+			}
 		}
 	}
 	t := time.Now()
