@@ -188,6 +188,38 @@ func (s *Server) serveCall(from net.Addr, rec []byte, send func([]byte) error) b
 	return false
 }
 
+// quickCall reports a call whose answer never waits for a flush to the
+// disk (fanout answers such a call on the reading goroutine when the
+// connection is otherwise idle): not COMMIT, not a WRITE that may be synced
+// before its reply, not a namespace or attribute change under
+// SyncMetadata. Reads may still wait for the disk, as long as one read.
+func (s *Server) quickCall(rec []byte) bool {
+	_, proc, args, ok := parseCall(rec)
+	if !ok {
+		return true // go-nfs refuses it
+	}
+	switch proc {
+	case procCommit:
+		return !s.cfg.syncWrites()
+	case procWrite:
+		if !s.cfg.syncWrites() {
+			return true
+		}
+		// A WRITE at offset 0 may hold the whole file and be synced
+		// at once (proc_change.go), any stable one is.
+		r := xdrReader{b: args}
+		r.opaque(nfs.FHSize)
+		off := r.u64()
+		r.u32()
+		how := r.u32()
+		return !r.bad && how == writeUnstable && off != 0
+	case procSetattr, procCreate, procMkdir, procSymlink, procMknod,
+		procRemove, procRmdir, procRename, procLink:
+		return !s.cfg.syncMetadata()
+	}
+	return true
+}
+
 // RPC reply pieces.
 const (
 	authBadCred = 1

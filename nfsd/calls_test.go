@@ -466,3 +466,37 @@ func TestStatusOf(t *testing.T) {
 		}
 	}
 }
+
+func TestQuickCall(t *testing.T) {
+	fh := make([]byte, handleLen)
+	write := func(off uint64, how uint32) []byte {
+		return callRecord(1, procWrite, credRoot, xdrArgs(nil).opaque(fh).u64(off).u32(4).u32(how).opaque([]byte("data")))
+	}
+	create := callRecord(1, procCreate, credRoot, xdrArgs(nil).opaque(fh).str("f").u32(0).noSattr())
+	tests := []struct {
+		name string
+		cfg  Config
+		rec  []byte
+		want bool
+	}{
+		{"read", Config{}, callRecord(1, procRead, credRoot, xdrArgs(nil).opaque(fh).u64(0).u32(4096)), true},
+		{"readdirplus", Config{}, callRecord(1, procReaddirplus, credRoot, xdrArgs(nil).opaque(fh).u64(0).u64(0).u32(4096).u32(65536)), true},
+		{"commit fsyncs", Config{}, callRecord(1, procCommit, credRoot, xdrArgs(nil).opaque(fh).u64(0).u32(0)), false},
+		{"commit without sync", Config{NoSyncWrites: true}, callRecord(1, procCommit, credRoot, xdrArgs(nil).opaque(fh).u64(0).u32(0)), true},
+		{"unstable write past the start", Config{}, write(4096, writeUnstable), true},
+		{"unstable write at 0 may be the whole file", Config{}, write(0, writeUnstable), false},
+		{"file_sync write", Config{}, write(4096, writeFileSync), false},
+		{"write without sync", Config{NoSyncWrites: true}, write(0, writeFileSync), true},
+		{"create, metadata flushed later", Config{}, create, true},
+		{"create under SyncMetadata", Config{SyncMetadata: true}, create, false},
+		{"truncated write", Config{}, callRecord(1, procWrite, credRoot, xdrArgs(nil).opaque(fh)), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Server{cfg: tc.cfg}
+			if got := s.quickCall(tc.rec); got != tc.want {
+				t.Fatalf("quickCall = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -146,7 +146,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	srv := &nfs.Server{Handler: recoverHandler(&handler{s: s}, s.guard), Context: ctx, ID: s.writeVerf}
 	errc := make(chan error, 1)
 	go func() {
-		fl := &fanoutListener{Listener: &trackedListener{Listener: s.guard.listen(ln), s: s}, workers: s.cfg.connWorkers(), fast: s.serveCall, guard: s.guard}
+		fl := &fanoutListener{Listener: &trackedListener{Listener: s.guard.listen(ln), s: s}, workers: s.cfg.connWorkers(), fast: s.serveCall, quick: s.quickCall, guard: s.guard}
 		errc <- srv.Serve(fl)
 	}()
 	s.log.Info("nfs server listening", "addr", ln.Addr().String())

@@ -116,6 +116,9 @@ func pictlServer(tree, work string) *server {
 			_ = os.RemoveAll(state) // a new node: empty own layer, cold caches
 			cmd := exec.Command(self, "serve-pictl", "-tree", tree, "-state", state, "-addr", hostPort(portPictl))
 			cmd.Env = append(os.Environ(), "GOGC="+serverGOGC())
+			if n := os.Getenv("PICTL_NFSBENCH_SERVER_GOMAXPROCS"); n != "" {
+				cmd.Env = append(cmd.Env, "GOMAXPROCS="+n) // diagnosis: scheduler cost
+			}
 			return cmd
 		},
 		cleanup: func() error { return os.RemoveAll(state) },
