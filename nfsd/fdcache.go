@@ -1,6 +1,7 @@
 package nfsd
 
 import (
+	"io"
 	"os"
 	"slices"
 	"sync"
@@ -29,10 +30,37 @@ type fdKey struct {
 }
 
 type cachedFD struct {
-	f    *os.File
+	f    hostFile
 	refs int
 	last time.Time
 }
+
+// hostFile is a read-only descriptor of a host file. A bare descriptor,
+// not an *os.File: os.NewFile costs an fcntl and a cleanup registration
+// per open, and the tar-like bench opens every file once.
+type hostFile int
+
+// ReadAt is os.File.ReadAt: it reads until p is full, and io.EOF says the
+// file ended first.
+func (f hostFile) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		k, err := unix.Pread(int(f), p[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if k == 0 {
+			return n, io.EOF
+		}
+		n += k
+	}
+	return n, nil
+}
+
+func (f hostFile) close() { _ = unix.Close(int(f)) }
 
 const (
 	maxCachedFDs = 32
@@ -40,7 +68,7 @@ const (
 )
 
 // open returns a read-only file for the object lstat'ed as st at host.
-func (c *fdCache) open(host string, st *unix.Stat_t) (*os.File, func(), error) {
+func (c *fdCache) open(host string, st *unix.Stat_t) (hostFile, func(), error) {
 	key := fdKey{uint64(st.Dev), st.Ino, st.Ctim}
 	c.mu.Lock()
 	if e := c.m[key]; e != nil {
@@ -49,14 +77,15 @@ func (c *fdCache) open(host string, st *unix.Stat_t) (*os.File, func(), error) {
 		return e.f, func() { c.release(key, e) }, nil
 	}
 	c.mu.Unlock()
-	f, err := hostOpenFile(host, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := hostOpen(host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, err
+		return -1, nil, &os.PathError{Op: "open", Path: host, Err: err}
 	}
+	f := hostFile(fd)
 	var fst unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &fst) != nil || fst.Dev != st.Dev || fst.Ino != st.Ino {
+	if unix.Fstat(fd, &fst) != nil || fst.Dev != st.Dev || fst.Ino != st.Ino {
 		// Replaced between lstat and open: serve it, do not cache it.
-		return f, func() { f.Close() }, nil
+		return f, f.close, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -65,7 +94,7 @@ func (c *fdCache) open(host string, st *unix.Stat_t) (*os.File, func(), error) {
 	}
 	if e := c.m[key]; e != nil { // raced with another opener
 		e.refs++
-		f.Close()
+		f.close()
 		return e.f, func() { c.release(key, e) }, nil
 	}
 	c.evictLocked()
@@ -80,7 +109,7 @@ func (c *fdCache) release(key fdKey, e *cachedFD) {
 	e.refs--
 	e.last = time.Now()
 	if c.m[key] != e && e.refs == 0 {
-		e.f.Close() // evicted while in use
+		e.f.close() // evicted while in use
 	}
 }
 
@@ -103,7 +132,7 @@ func (c *fdCache) evictLocked() {
 			continue
 		}
 		if now.Sub(e.last) > fdIdle {
-			e.f.Close()
+			e.f.close()
 			delete(c.m, k)
 			continue
 		}
@@ -114,7 +143,7 @@ func (c *fdCache) evictLocked() {
 	}
 	slices.SortFunc(idle, func(a, b fdKey) int { return c.m[a].last.Compare(c.m[b].last) })
 	for _, k := range idle[:min(len(idle), max(1, limit/8))] {
-		c.m[k].f.Close()
+		c.m[k].f.close()
 		delete(c.m, k)
 	}
 }
@@ -126,7 +155,7 @@ func (c *fdCache) sweep() {
 	now := time.Now()
 	for k, e := range c.m {
 		if e.refs == 0 && now.Sub(e.last) > fdIdle {
-			e.f.Close()
+			e.f.close()
 			delete(c.m, k)
 		}
 	}
@@ -138,7 +167,7 @@ func (c *fdCache) closeAll() {
 	defer c.mu.Unlock()
 	for k, e := range c.m {
 		if e.refs == 0 {
-			e.f.Close()
+			e.f.close()
 		}
 		delete(c.m, k)
 	}
@@ -147,7 +176,7 @@ func (c *fdCache) closeAll() {
 // readFile is the billy.File for reads through the cache.
 type readFile struct {
 	name    string
-	f       *os.File
+	f       hostFile
 	off     int64
 	release func()
 }
@@ -166,11 +195,11 @@ func (r *readFile) Seek(off int64, whence int) (int64, error) {
 	case 1:
 		r.off += off
 	case 2:
-		fi, err := r.f.Stat()
-		if err != nil {
-			return 0, err
+		var st unix.Stat_t
+		if err := unix.Fstat(int(r.f), &st); err != nil {
+			return 0, &os.PathError{Op: "fstat", Path: r.name, Err: err}
 		}
-		r.off = fi.Size() + off
+		r.off = st.Size + off
 	}
 	return r.off, nil
 }
