@@ -6,7 +6,6 @@ import (
 	"io"
 
 	nfs "github.com/willscott/go-nfs"
-	"golang.org/x/sys/unix"
 )
 
 // READ is answered below go-nfs when it can be (a valid handle of a
@@ -24,9 +23,6 @@ const (
 	nfsProgram = 100003
 	procRead   = 6
 	maxReadLen = 1 << 24 // go-nfs's MaxRead
-	// A READ this large asks the kernel to read the next readAhead bytes.
-	readAheadMin = 256 << 10
-	readAhead    = 16 << 20
 )
 
 // newReadBuf is a READ reply buffer sized for Linux's default 1 MiB rsize.
@@ -121,12 +117,12 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error, cr cred, x *expor
 		_ = send(errorReply(req.xid, procRead, nfs3ErrAcces))
 		return true
 	}
-	f, release, err := x.fdsFor(t, e).open(e.host, &e.st)
+	fd, err := x.fdsFor(t, e).open(e.host, &e.st)
 	x.mu.RUnlock()
 	if err != nil {
 		return false
 	}
-	defer release()
+	defer fd.done()
 
 	// go-nfs's clamping, to the byte.
 	size := uint64(e.st.Size)
@@ -148,12 +144,9 @@ func (s *Server) fastRead(rec []byte, send func([]byte) error, cr cred, x *expor
 		*bp = make([]byte, 0, need)
 	}
 	buf := (*bp)[:need]
-	n, err := f.ReadAt(buf[head:head+int(count)], int64(req.offset))
-	if count >= readAheadMin && req.offset+uint64(count) < size {
-		// A stream: have the disk read well ahead of the client's own
-		// readahead (the kernel's window is 128 KiB by default; the
-		// nfs bench's cold 256 MiB read went from 1.2-1.3 to 1.4-1.5 GB/s).
-		_ = unix.Fadvise(int(f), int64(req.offset)+int64(count), readAhead, unix.FADV_WILLNEED)
+	n, err := fd.f.ReadAt(buf[head:head+int(count)], int64(req.offset))
+	if count >= readAheadMin {
+		fd.readAhead(int64(req.offset), int64(req.offset)+int64(n), int64(size))
 	}
 	if errors.Is(err, io.EOF) {
 		eof = true

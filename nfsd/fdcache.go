@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,8 +32,42 @@ type fdKey struct {
 
 type cachedFD struct {
 	f    hostFile
+	c    *fdCache // nil: not cached, closed by done
+	key  fdKey
 	refs int
 	last time.Time
+	// Where the last stream READ ended and how far the kernel was asked
+	// to read ahead (see readAhead).
+	end, ahead atomic.Int64
+}
+
+// done releases the file taken by open.
+func (e *cachedFD) done() {
+	if e.c == nil {
+		e.f.close()
+		return
+	}
+	e.c.release(e)
+}
+
+// readAhead is called after a READ of [off, end) of at least
+// readAheadMin bytes. When READs follow each other through the file (in
+// any order within the client's window), the kernel is asked to read the
+// next readAhead bytes, a half window at a time: its own readahead window
+// is 128 KiB by default, too little to keep a cold disk streaming (the
+// nfs bench's cold 256 MiB read went from 1.2-1.3 to 1.4-1.5 GB/s).
+func (e *cachedFD) readAhead(off, end, size int64) {
+	last := e.end.Swap(end)
+	if off != 0 && (off < last-readAhead || off > last+readAhead) {
+		return // not a stream
+	}
+	from := max(end, e.ahead.Load())
+	if from >= size || from > end+readAhead/2 {
+		return
+	}
+	to := min(end+readAhead, size)
+	e.ahead.Store(to)
+	_ = unix.Fadvise(int(e.f), from, to-from, unix.FADV_WILLNEED)
 }
 
 // hostFile is a read-only descriptor of a host file. A bare descriptor,
@@ -65,27 +100,31 @@ func (f hostFile) close() { _ = unix.Close(int(f)) }
 const (
 	maxCachedFDs = 32
 	fdIdle       = 5 * time.Second
+	// A READ this large may start or continue a stream (readAhead).
+	readAheadMin = 256 << 10
+	readAhead    = 8 << 20
 )
 
-// open returns a read-only file for the object lstat'ed as st at host.
-func (c *fdCache) open(host string, st *unix.Stat_t) (hostFile, func(), error) {
+// open returns a read-only file for the object lstat'ed as st at host;
+// the caller calls done when it no longer reads it.
+func (c *fdCache) open(host string, st *unix.Stat_t) (*cachedFD, error) {
 	key := fdKey{uint64(st.Dev), st.Ino, st.Ctim}
 	c.mu.Lock()
 	if e := c.m[key]; e != nil {
 		e.refs++
 		c.mu.Unlock()
-		return e.f, func() { c.release(key, e) }, nil
+		return e, nil
 	}
 	c.mu.Unlock()
 	fd, err := hostOpen(host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, nil, &os.PathError{Op: "open", Path: host, Err: err}
+		return nil, &os.PathError{Op: "open", Path: host, Err: err}
 	}
 	f := hostFile(fd)
 	var fst unix.Stat_t
 	if unix.Fstat(fd, &fst) != nil || fst.Dev != st.Dev || fst.Ino != st.Ino {
 		// Replaced between lstat and open: serve it, do not cache it.
-		return f, f.close, nil
+		return &cachedFD{f: f}, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -95,20 +134,20 @@ func (c *fdCache) open(host string, st *unix.Stat_t) (hostFile, func(), error) {
 	if e := c.m[key]; e != nil { // raced with another opener
 		e.refs++
 		f.close()
-		return e.f, func() { c.release(key, e) }, nil
+		return e, nil
 	}
 	c.evictLocked()
-	e := &cachedFD{f: f, refs: 1}
+	e := &cachedFD{f: f, c: c, key: key, refs: 1}
 	c.m[key] = e
-	return f, func() { c.release(key, e) }, nil
+	return e, nil
 }
 
-func (c *fdCache) release(key fdKey, e *cachedFD) {
+func (c *fdCache) release(e *cachedFD) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.refs--
 	e.last = time.Now()
-	if c.m[key] != e && e.refs == 0 {
+	if c.m[e.key] != e && e.refs == 0 {
 		e.f.close() // evicted while in use
 	}
 }
@@ -175,10 +214,10 @@ func (c *fdCache) closeAll() {
 
 // readFile is the billy.File for reads through the cache.
 type readFile struct {
-	name    string
-	f       hostFile
-	off     int64
-	release func()
+	name string
+	f    hostFile
+	off  int64
+	fd   *cachedFD
 }
 
 func (r *readFile) Name() string                            { return r.name }
@@ -208,9 +247,9 @@ func (r *readFile) Truncate(int64) error      { return os.ErrPermission }
 func (r *readFile) Lock() error               { return nil }
 func (r *readFile) Unlock() error             { return nil }
 func (r *readFile) Close() error {
-	if r.release != nil {
-		r.release()
-		r.release = nil
+	if r.fd != nil {
+		r.fd.done()
+		r.fd = nil
 	}
 	return nil
 }

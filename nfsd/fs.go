@@ -234,11 +234,11 @@ func (x *export) OpenFile(name string, flag int, perm os.FileMode) (billy.File, 
 		if !e.isRegular() {
 			return x.openHost(e, os.O_RDONLY) // refuses with the right error
 		}
-		f, release, err := x.fdsFor(t, e).open(e.host, &e.st)
+		fd, err := x.fdsFor(t, e).open(e.host, &e.st)
 		if err != nil {
 			return nil, pathErr("open", p, unwrapErrno(err))
 		}
-		return &readFile{name: e.path, f: f, release: release}, nil
+		return &readFile{name: e.path, f: fd.f, fd: fd}, nil
 	}
 	if !x.writable.Load() {
 		return nil, pathErr("open", p, unix.EROFS)

@@ -49,36 +49,34 @@ func TestLowerFilesShared(t *testing.T) {
 func TestFDCacheEviction(t *testing.T) {
 	dir := t.TempDir()
 	c := fdCache{max: 16}
-	var releases []func()
-	var held []hostFile
+	var held []*cachedFD
 	for i := 0; i < 40; i++ {
 		p := dir + "/f" + string(rune('a'+i))
 		if err := os.WriteFile(p, []byte{byte('a' + i)}, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		st := lstatT(t, p)
-		f, release, err := c.open(p, st)
+		fd, err := c.open(p, st)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if i < 4 {
-			releases = append(releases, release) // in use
-			held = append(held, f)
+			held = append(held, fd) // in use
 		} else {
-			release()
+			fd.done()
 		}
 		if len(c.m) > 16 {
 			t.Fatalf("cache holds %d files, max 16", len(c.m))
 		}
 	}
-	for i, f := range held {
+	for i, fd := range held {
 		// A closed descriptor's number may name another file by now:
 		// the content says which file it is.
 		var b [1]byte
-		if _, err := f.ReadAt(b[:], 0); err != nil || b[0] != byte('a'+i) {
+		if _, err := fd.f.ReadAt(b[:], 0); err != nil || b[0] != byte('a'+i) {
 			t.Errorf("file %d in use was closed: read %q, %v", i, b[:], err)
 		}
-		releases[i]()
+		fd.done()
 	}
 }
 
