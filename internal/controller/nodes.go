@@ -32,6 +32,8 @@ type nodeDirectory struct {
 
 	mu    sync.Mutex
 	metas map[string]*images.Meta // image metadata by name, read once per image
+
+	macs addrMACs // what leases and neighbours said about an address
 }
 
 // --- dhcpd.Nodes
@@ -161,18 +163,20 @@ func (d *nodeDirectory) nodeByAddr(cl *cluster.Cluster, addr netip.Addr) (string
 	if name, n, ok := cl.NodeByIP(addr); ok {
 		return name, n, true
 	}
-	var mac net.HardwareAddr
-	if d.leases != nil {
-		for _, l := range d.leases() {
-			if l.IP == addr && l.State == dhcpd.LeaseBound {
-				mac = l.MAC
-				break
+	mac := d.macs.lookup(addr, func() net.HardwareAddr {
+		if d.leases != nil {
+			for _, l := range d.leases() {
+				if l.IP == addr && l.State == dhcpd.LeaseBound {
+					return l.MAC
+				}
 			}
 		}
-	}
-	if mac == nil && d.neigh != nil {
-		mac, _ = d.neigh(addr)
-	}
+		if d.neigh != nil {
+			mac, _ := d.neigh(addr)
+			return mac
+		}
+		return nil
+	})
 	if mac == nil {
 		return "", nil, false
 	}

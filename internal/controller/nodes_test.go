@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pictl/pictl/dhcpd"
 	"github.com/pictl/pictl/images"
@@ -146,5 +147,36 @@ func TestDirectoryImagesAndVolumes(t *testing.T) {
 	}
 	if _, ok := d.ByName("new-525400000009"); ok {
 		t.Error("a guest name resolves while the discovery policy is record")
+	}
+}
+
+// The per-call export check of nfsd reads the lease and neighbour tables
+// once per address and addrMACTTL, not once per call.
+func TestDirectoryRemembersAddressesForAWhile(t *testing.T) {
+	d := testDirectory(t, "record")
+	clock := time.Unix(1000, 0)
+	d.macs.now = func() time.Time { return clock }
+	asked := 0
+	neigh := d.neigh
+	d.neigh = func(a netip.Addr) (net.HardwareAddr, bool) { asked++; return neigh(a) }
+	proxied, stranger := netip.MustParseAddr("10.99.0.150"), netip.MustParseAddr("10.99.0.77")
+	for _, step := range []struct {
+		after     time.Duration
+		addr      netip.Addr
+		wantNode  string
+		wantAsked int
+	}{
+		{0, proxied, "pc1", 1},
+		{time.Second, proxied, "pc1", 1},
+		{addrMACTTL, proxied, "pc1", 2},
+		{0, stranger, "", 3},
+		{addrUnknownTTL / 2, stranger, "", 3},
+		{addrUnknownTTL, stranger, "", 4},
+	} {
+		clock = clock.Add(step.after)
+		n, ok := d.ByAddr(step.addr)
+		if ok != (step.wantNode != "") || n.Name != step.wantNode || asked != step.wantAsked {
+			t.Fatalf("%s after %v: node %q %v, neighbour table read %d times; want %q, %d", step.addr, step.after, n.Name, ok, asked, step.wantNode, step.wantAsked)
+		}
 	}
 }
