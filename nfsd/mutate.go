@@ -260,13 +260,23 @@ func (x *export) create(t *tree, p string, o newObject) (*entry, error) {
 	} else if !notExist(err) {
 		return nil, err
 	}
+	return x.createIn(t, nil, p, o)
+}
+
+// createIn makes a new object at p, which the caller found free under the
+// same write lock. parent, if not nil, is p's directory as the caller
+// resolved it under that lock (saves resolving it again).
+func (x *export) createIn(t *tree, parent *entry, p string, o newObject) (*entry, error) {
 	dir, name := splitPath(p)
 	if len(name) > 255 {
 		return nil, pathErr("create", p, unix.ENAMETOOLONG)
 	}
-	pe, err := x.copyUp(t, dir)
-	if err != nil {
-		return nil, err
+	pe := parent
+	if pe == nil || pe.layer != 0 || pe.path != dir {
+		var err error
+		if pe, err = x.copyUp(t, dir); err != nil {
+			return nil, err
+		}
 	}
 	if !pe.isDir() {
 		return nil, pathErr("create", p, unix.ENOTDIR)
@@ -340,7 +350,13 @@ func (x *export) create(t *tree, p string, o newObject) (*entry, error) {
 	}
 	x.cache.putPath(id, p)
 	x.changed()
-	return x.lookup(t, p)
+	e, err := x.lookup(t, p)
+	if err == nil {
+		// Under the write lock this is the object just made: its
+		// identity is known without reading the xattr back.
+		x.cache.putID(idKey{e.st.Dev, e.st.Ino, e.st.Ctim}, id)
+	}
+	return e, err
 }
 
 // createReplacing builds the object in the work dir with its identity and

@@ -66,10 +66,13 @@ func (k *nfsReq) object(t *tree) (p string, e *entry, ok bool) {
 // before it.
 type dirState struct {
 	path string
+	id   fileID
 	e    *entry
 	pre  unix.Stat_t
 }
 
+// resolveDir resolves a directory handle; callers hold x.mu's write lock
+// from here to their reply (wcc counts on it).
 func (k *nfsReq) resolveDir(t *tree, id fileID) (*dirState, uint32) {
 	p, e, err := k.x.pathOf(t, id)
 	if err != nil {
@@ -78,7 +81,7 @@ func (k *nfsReq) resolveDir(t *tree, id fileID) (*dirState, uint32) {
 	if !e.isDir() {
 		return nil, nfs3ErrNotDir
 	}
-	return &dirState{path: p, e: e, pre: e.st}, nfs3OK
+	return &dirState{path: p, id: id, e: e, pre: e.st}, nfs3OK
 }
 
 // wcc appends the directory's wcc_data (nil: none).
@@ -86,7 +89,17 @@ func (k *nfsReq) wcc(w []byte, t *tree, d *dirState) []byte {
 	if d == nil {
 		return appendWcc(w, nil, nil)
 	}
-	return appendWcc(w, &d.pre, k.x.postOpAt(t, d.path))
+	x := k.x
+	e, err := x.lookup(t, d.path)
+	if err != nil {
+		return appendWcc(w, &d.pre, nil)
+	}
+	if e.st.Dev == d.pre.Dev && e.st.Ino == d.pre.Ino {
+		// The directory resolveDir checked under this same write lock:
+		// its changed ctime needs no identity xattr read.
+		x.cache.putID(idKey{e.st.Dev, e.st.Ino, e.st.Ctim}, d.id)
+	}
+	return appendWcc(w, &d.pre, x.attrOf(t, e))
 }
 
 // ---- SETATTR ----
@@ -480,7 +493,7 @@ func (k *nfsReq) create() bool {
 	} else if o.perm&unix.S_ISGID != 0 && d.e.st.Mode&unix.S_ISGID != 0 && !k.cred.root() && !k.cred.inGroup(d.e.st.Gid) {
 		o.perm &^= unix.S_ISGID // the kernel's mode_strip_sgid
 	}
-	ne, err := x.create(t, p, o)
+	ne, err := x.createIn(t, d.e, p, o)
 	if err != nil {
 		return fail(statusOf(err))
 	}
