@@ -21,10 +21,11 @@ type testCoordinator struct {
 	desired Desired
 	changed chan struct{}
 	reports chan Report
+	polls   chan string // "start", "answered", "dropped"
 }
 
 func newTestCoordinator(d Desired) *testCoordinator {
-	return &testCoordinator{desired: d, changed: make(chan struct{}), reports: make(chan Report, 16)}
+	return &testCoordinator{desired: d, changed: make(chan struct{}), reports: make(chan Report, 16), polls: make(chan string, 64)}
 }
 
 func (c *testCoordinator) Desired(node string) (Desired, <-chan struct{}, bool) {
@@ -34,6 +35,21 @@ func (c *testCoordinator) Desired(node string) (Desired, <-chan struct{}, bool) 
 }
 
 func (c *testCoordinator) Report(_ string, r Report) { c.reports <- r }
+func (c *testCoordinator) PollStarted(string)        { c.poll("start") }
+func (c *testCoordinator) PollEnded(_ string, answered bool) {
+	if answered {
+		c.poll("answered")
+	} else {
+		c.poll("dropped")
+	}
+}
+
+func (c *testCoordinator) poll(ev string) {
+	select {
+	case c.polls <- ev:
+	default: // nobody is looking
+	}
+}
 
 func (c *testCoordinator) set(d Desired) {
 	c.mu.Lock()
@@ -435,5 +451,38 @@ func TestListenerAuth(t *testing.T) {
 				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
 			}
 		})
+	}
+}
+
+// The listener tells the coordinator when a long poll starts and ends, and
+// whether it was answered or its connection went away first.
+func TestListenerFollowsPolls(t *testing.T) {
+	n := newNode(t, Desired{Role: "web", Target: "pictl-web.target", Layer: "L1"}, &fakeSystemd{})
+	next := func() string {
+		t.Helper()
+		select {
+		case ev := <-n.coord.polls:
+			return ev
+		case <-time.After(5 * time.Second):
+			t.Fatal("no poll event")
+			return ""
+		}
+	}
+	if _, err := n.agent.Client.Desired(context.Background(), "L1", 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := next(), next(); a != "start" || b != "answered" {
+		t.Fatalf("timed-out poll: %s, %s", a, b)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := n.agent.Client.Desired(ctx, "L1", time.Minute); errc <- err }()
+	if ev := next(); ev != "start" {
+		t.Fatalf("poll: %s", ev)
+	}
+	cancel() // the node goes away mid-poll
+	<-errc
+	if ev := next(); ev != "dropped" {
+		t.Fatalf("poll whose connection closed: %s, want dropped", ev)
 	}
 }

@@ -19,6 +19,12 @@ type Coordinator interface {
 	Desired(node string) (d Desired, changed <-chan struct{}, ok bool)
 	// Report records what the node's agent says.
 	Report(node string, r Report)
+	// PollStarted and PollEnded follow the agent's long polls, which is
+	// how the controller knows an agent is still there: a live agent
+	// always has one open except while it switches. answered is false
+	// when the connection died (the node went away) before the answer.
+	PollStarted(node string)
+	PollEnded(node string, answered bool)
 }
 
 // Listener serves the agents on a port of its own: it accepts only node
@@ -39,7 +45,11 @@ func (l *Listener) Name() string { return "agent-listener" }
 
 // Listen opens the socket.
 func (l *Listener) Listen() error {
-	ln, err := net.Listen("tcp", l.Addr)
+	// Keepalive probes on every connection: a node that dies (power cut,
+	// a killed guest) sends no FIN, so its open poll would make it look
+	// present until the poll timed out; this way it is gone in ~20 s.
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 5 * time.Second, Count: 3}}
+	ln, err := lc.Listen(context.Background(), "tcp", l.Addr)
 	if err != nil {
 		return fmt.Errorf("agent listener: %w", err)
 	}
@@ -139,6 +149,9 @@ func (l *Listener) desired(w http.ResponseWriter, r *http.Request, node string) 
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	l.Coordinator.PollStarted(node)
+	answered := true
+	defer func() { l.Coordinator.PollEnded(node, answered) }()
 	for {
 		d, changed, ok := l.Coordinator.Desired(node)
 		if !ok {
@@ -155,6 +168,7 @@ func (l *Listener) desired(w http.ResponseWriter, r *http.Request, node string) 
 			writeJSON(w, d) // unchanged: the agent asks again
 			return
 		case <-r.Context().Done():
+			answered = false
 			return
 		}
 	}

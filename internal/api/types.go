@@ -67,7 +67,8 @@ type NodeRuntime struct {
 type RoleStatus struct {
 	Role   string `json:"role" yaml:"role"` // "" = none
 	Target string `json:"target" yaml:"target"`
-	// State: active, failed, switching, or "not seen" (no agent report).
+	// State: active, failed, switching, "not seen" (no agent report) or
+	// lost (the agent, heard from before, has gone quiet: see Error).
 	State string `json:"state" yaml:"state"`
 	// Failed is the unit that failed; Error the agent's reason when no
 	// unit did (layer never visible, systemd refused...).
@@ -82,6 +83,9 @@ type RoleStatus struct {
 	Applied    string    `json:"applied,omitempty" yaml:"applied,omitempty"`
 	Since      time.Time `json:"since,omitzero" yaml:"since,omitempty"` // the layer became desired
 	ReportedAt time.Time `json:"reported_at,omitzero" yaml:"reported_at,omitempty"`
+	// LastContact is when the agent was last heard from (a long poll or
+	// a report), given when it has no poll open.
+	LastContact time.Time `json:"last_contact,omitzero" yaml:"last_contact,omitempty"`
 	// Stages times the last switch: render (controller), layer_visible,
 	// reload, isolate, settle (agent).
 	Stages map[string]time.Duration `json:"stages,omitempty" yaml:"stages,omitempty"`
@@ -93,6 +97,7 @@ const (
 	RoleFailed    = "failed"
 	RoleSwitching = "switching"
 	RoleNotSeen   = "not seen"
+	RoleLost      = "lost"
 )
 
 // Summary is the role column of `pictl node ls`: "web active",
@@ -108,6 +113,8 @@ func (r *RoleStatus) Summary() string {
 	switch r.State {
 	case RoleNotSeen:
 		return "agent not seen"
+	case RoleLost:
+		return role + " lost: " + r.Error
 	case RoleFailed:
 		why := r.Failed
 		if why == "" {

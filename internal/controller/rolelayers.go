@@ -111,6 +111,10 @@ type nodeRole struct {
 
 	report     *agent.Report
 	reportedAt time.Time
+	// The agent's long polls: how many are open, and when it was last
+	// heard from (a poll started or answered, a report).
+	polls   int
+	contact time.Time
 }
 
 func newRoleLayers(stateDir string, log *slog.Logger) *roleLayers {
@@ -475,11 +479,40 @@ func (r *roleLayers) Report(node string, rep agent.Report) {
 	}
 	was := e.report
 	e.report, e.reportedAt = &rep, time.Now()
+	e.contact = e.reportedAt
 	if was == nil || was.State != rep.State || was.Layer != rep.Layer {
 		r.membershipChanged()
 		r.log.Info("agent report", "node", node, "role", orNoRole(rep.Role), "state", rep.State, "failed", rep.Failed, "err", rep.Error)
 	}
 }
+
+func (r *roleLayers) PollStarted(node string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.nodes[node]; e != nil {
+		e.polls++
+		e.contact = time.Now()
+	}
+}
+
+func (r *roleLayers) PollEnded(node string, answered bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.nodes[node]; e != nil {
+		e.polls = max(e.polls-1, 0)
+		if answered {
+			e.contact = time.Now()
+		}
+	}
+}
+
+// An agent with no poll open is lost after agentQuiet, or after
+// agentSwitchQuiet while it switches (it polls again once the switch is
+// done and reported; a switch by reboot takes a boot).
+const (
+	agentQuiet       = 15 * time.Second
+	agentSwitchQuiet = 5 * time.Minute
+)
 
 // SwitchByReboot makes node's next layer change a reboot.
 func (r *roleLayers) SwitchByReboot(node string) {
@@ -498,9 +531,30 @@ func (r *roleLayers) NodeFacts(_ context.Context, name string, _ *cluster.Node, 
 		return
 	}
 	into.Role = e.status()
+	e.liveness(into.Role, time.Now())
 }
 
-// status is the node's role row; r.mu held.
+// liveness marks st lost when the node's agent, heard from before, has
+// gone quiet: no poll open and no word for longer than it ever stays
+// quiet. Membership keeps the reported state (the balancer's own checks
+// decide about traffic); this is what `node ls` tells the user.
+func (e *nodeRole) liveness(st *api.RoleStatus, now time.Time) {
+	if e.contact.IsZero() || e.polls > 0 || st.State == api.RoleNotSeen {
+		return
+	}
+	st.LastContact = e.contact
+	quiet := now.Sub(e.contact)
+	limit := agentQuiet
+	if st.State == api.RoleSwitching {
+		limit = agentSwitchQuiet
+	}
+	if quiet > limit {
+		st.State = api.RoleLost
+		st.Error = fmt.Sprintf("no word from the node's agent for %s", quiet.Round(time.Second))
+	}
+}
+
+// status is the node's role row as its agent last reported it; r.mu held.
 func (e *nodeRole) status() *api.RoleStatus {
 	st := &api.RoleStatus{
 		Role: e.desired.Role, Target: e.desired.Target, Layer: e.desired.Layer,

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pictl/pictl/images"
 	"github.com/pictl/pictl/internal/agent"
@@ -286,4 +287,41 @@ func TestRoleLayers(t *testing.T) {
 func layerDir(rl *roleLayers, node string) string {
 	dir, _, _ := rl.RoleLayer(node)
 	return dir
+}
+
+// An agent heard from before that has no poll open and stays quiet longer
+// than agents ever do is reported lost; a switching agent gets longer.
+func TestAgentLiveness(t *testing.T) {
+	now := time.Unix(10000, 0)
+	tests := []struct {
+		name      string
+		state     string
+		polls     int
+		contact   time.Duration // before now; 0 = never heard from
+		wantState string
+	}{
+		{"poll open", api.RoleActive, 1, time.Hour, api.RoleActive},
+		{"between polls", api.RoleActive, 0, agentQuiet - time.Second, api.RoleActive},
+		{"quiet too long", api.RoleActive, 0, agentQuiet + time.Second, api.RoleLost},
+		{"failed and gone", api.RoleFailed, 0, time.Minute, api.RoleLost},
+		{"switching", api.RoleSwitching, 0, time.Minute, api.RoleSwitching},
+		{"switch never ends", api.RoleSwitching, 0, agentSwitchQuiet + time.Second, api.RoleLost},
+		{"never seen", api.RoleNotSeen, 0, 0, api.RoleNotSeen},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &nodeRole{polls: tc.polls}
+			if tc.contact > 0 {
+				e.contact = now.Add(-tc.contact)
+			}
+			st := &api.RoleStatus{Role: "web", State: tc.state}
+			e.liveness(st, now)
+			if st.State != tc.wantState {
+				t.Fatalf("state %q, want %q (%s)", st.State, tc.wantState, st.Summary())
+			}
+			if st.State == api.RoleLost && !strings.Contains(st.Summary(), "web lost: no word from the node's agent for") {
+				t.Fatalf("summary %q", st.Summary())
+			}
+		})
+	}
 }

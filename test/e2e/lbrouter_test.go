@@ -119,6 +119,23 @@ func TestLBFailoverAndRouterDebian(t *testing.T) {
 			t.Errorf("ping %d: the lan client still reaches %s after r1 left the router role", i, uplinkHost)
 		}
 	}
+	// --- the killed guest's agent: its long poll's connection fails its
+	// keepalive probes, and node ls stops calling the node active.
+	var lost string
+	l.waitFor(master+" to be shown lost", time.Minute, func() (bool, error) {
+		ns, err := l.ctl.API().Nodes(l.ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, n := range ns {
+			if n.Name == master && n.Runtime != nil && n.Runtime.Role != nil {
+				lost = n.Runtime.Role.Summary()
+				return n.Runtime.Role.State == api.RoleLost, fmt.Errorf("%s: %s", master, lost)
+			}
+		}
+		return false, nil
+	})
+	t.Logf("e2e: %v after its guest was killed: %s: %s", time.Since(killed).Round(time.Second), master, lost)
 	t.Logf("pictl node ls:\n%s", l.pictl("node", "ls"))
 	if t.Failed() {
 		for i, g := range guests {
