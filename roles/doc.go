@@ -17,7 +17,7 @@
 //	    dropin: {Service: [LimitNOFILE=4096]}
 //	  shop.service:
 //	    unit: {Service: [ExecStart=/usr/bin/shop]}   # a unit the role writes
-//	  ssh.service: {shared: true}      # not masked on nodes of other roles
+//	  ssh.service: {shared: true}      # not masked on nodes of other roles, not PartOf= the target
 //	tmpfiles: [d /var/log/nginx 0755 root adm -]
 //	files:
 //	  /etc/nginx/conf.d/site.conf: {template: site.conf.tmpl, mode: "0644"}
@@ -34,8 +34,9 @@
 // Render is pure: the same node, facts and catalog give the same bytes and
 // so the same Tree.Hash. Unit files are written by go-systemd's unit
 // package. Stopping a role's target undoes the role: every unit it starts
-// is PartOf= the target, mounts are StopWhenUnneeded=, and a role writes no
-// state that outlives its units: files under /etc/sysctl.d,
+// is PartOf= the target (except shared ones, which run under every role
+// and keep running through a switch), mounts are StopWhenUnneeded=, and a
+// role writes no state that outlives its units: files under /etc/sysctl.d,
 // /etc/modules-load.d, /etc/modprobe.d and /etc/binfmt.d are refused (set
 // such state from a unit whose ExecStop= undoes it). tmpfiles.d entries
 // (directories a service needs) stay when the target stops.

@@ -92,6 +92,10 @@ files:
 			t.Errorf("%s masked on a shop node", u)
 		}
 	}
+	// A shared unit keeps running through a switch: not PartOf= the target.
+	if f, ok := tr.File("etc/systemd/system/ssh.service.d/pictl.conf"); ok {
+		t.Errorf("shared ssh.service gets a drop-in:\n%s", f.Data)
+	}
 }
 
 func TestVars(t *testing.T) {

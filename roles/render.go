@@ -466,7 +466,12 @@ func (r *Role) renderTmpfiles(b *treeBuilder, target string, units []string, dat
 func (r *Role) renderUnit(b *treeBuilder, name, target string, data templateData) error {
 	u := r.units[name]
 	var d unitFile
-	d.set("Unit", "PartOf", target)
+	if !u.shared {
+		// A shared unit (ssh) runs under every role: PartOf= would stop
+		// it with the old role's target on a switch, and the isolate
+		// start it again — a blip of the service for nothing.
+		d.set("Unit", "PartOf", target)
+	}
 	if len(u.mounts) > 0 {
 		var paths []string
 		for _, vol := range u.mounts {
@@ -481,8 +486,10 @@ func (r *Role) renderUnit(b *treeBuilder, name, target string, data templateData
 	if err != nil {
 		return fmt.Errorf("drop-in for %s: %w", name, err)
 	}
-	if err := b.file(unitPath(name+".d/pictl.conf"), 0o644, text); err != nil {
-		return err
+	if len(text) > 0 {
+		if err := b.file(unitPath(name+".d/pictl.conf"), 0o644, text); err != nil {
+			return err
+		}
 	}
 	if u.unit == nil {
 		return nil
