@@ -2,6 +2,7 @@ package nfsd
 
 import (
 	"encoding/binary"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -294,8 +295,8 @@ func (k *nfsReq) write() bool {
 	x := k.x
 	t := x.rlock()
 	p, e, ok := k.object(t)
-	x.mu.RUnlock()
 	if !ok {
+		x.mu.RUnlock()
 		return true
 	}
 	pre := e.st
@@ -305,11 +306,38 @@ func (k *nfsReq) write() bool {
 	// in one WRITE) is synced now and answered FILE_SYNC, which spares the
 	// client its COMMIT round trip.
 	sync := how != writeUnstable || (off == 0 && int64(len(data)) >= pre.Size)
+	status := uint32(nfs3OK)
+	switch {
+	case !x.writable.Load():
+		status = nfs3ErrROFS
+	case e.isDir():
+		status = nfs3ErrIsDir
+	case !e.isRegular():
+		status = nfs3ErrInval
+	case !mayWriteData(k.cred, &pre):
+		status = nfs3ErrAcces
+	}
+	// A file of the top layer (the own layer, a volume) is opened under
+	// the read lock that resolved it: no second lookup. Elsewhere it is
+	// copied up first (writeLower).
+	fd := -1
+	if status == nfs3OK && e.layer == 0 {
+		var err error
+		if fd, err = hostOpen(e.host, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+			status = statusOf(&os.PathError{Op: "open", Path: p, Err: err})
+		}
+	}
+	x.mu.RUnlock()
+
+	var post *nfs.FileAttribute // nil: resolve p again for the reply
 	done := func(status uint32, n int) bool {
 		w := newReply(k.xid, status)
-		t := x.rlock()
-		w = appendWcc(w, &pre, x.postOpAt(t, p))
-		x.mu.RUnlock()
+		if post == nil {
+			t := x.rlock()
+			post = x.postOpAt(t, p)
+			x.mu.RUnlock()
+		}
+		w = appendWcc(w, &pre, post)
 		if status == nfs3OK {
 			committed := uint32(writeFileSync)
 			if !sync {
@@ -321,34 +349,21 @@ func (k *nfsReq) write() bool {
 		}
 		return k.reply(w)
 	}
-	switch {
-	case !x.writable.Load():
-		return done(nfs3ErrROFS, 0)
-	case e.isDir():
-		return done(nfs3ErrIsDir, 0)
-	case !e.isRegular():
-		return done(nfs3ErrInval, 0)
-	case !mayWriteData(k.cred, &pre):
-		return done(nfs3ErrAcces, 0)
+	if status != nfs3OK {
+		return done(status, 0)
 	}
-	f, err := x.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		return done(statusOf(err), 0)
-	}
-	of, ok := f.(*openFile)
-	if !ok {
-		f.Close()
-		return done(nfs3ErrIO, 0)
-	}
-	of.dirty = sync // Close fdatasyncs a dirty file
-	n, err := of.f.WriteAt(data, int64(off))
-	if cerr := of.Close(); err == nil {
-		err = cerr
+	var n int
+	var err error
+	if fd >= 0 {
+		n, post, err = k.writeOpen(fd, p, data, off, sync)
+	} else {
+		n, err = k.writeLower(p, data, off, sync)
 	}
 	if err != nil {
 		return done(statusOf(err), 0)
 	}
 	if pre.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 && !k.cred.root() {
+		post = nil
 		x.mu.Lock()
 		err = x.setAttrs(x.t, p, func(host string, st *unix.Stat_t) error { return k.dropSetID(host, st.Mode) })
 		x.mu.Unlock()
@@ -357,6 +372,59 @@ func (k *nfsReq) write() bool {
 		}
 	}
 	return done(nfs3OK, n)
+}
+
+// writeOpen writes data into fd, the top-layer file the call's handle
+// resolved to, and closes it. The attributes after the write are fd's,
+// with the handle's identity (fd is that object: it was opened under the
+// lock that resolved the handle), so neither the path nor the identity
+// xattr is read again.
+func (k *nfsReq) writeOpen(fd int, p string, data []byte, off uint64, sync bool) (int, *nfs.FileAttribute, error) {
+	defer unix.Close(fd)
+	n := 0
+	for n < len(data) {
+		w, err := unix.Pwrite(fd, data[n:], int64(off)+int64(n))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return n, nil, &os.PathError{Op: "write", Path: p, Err: err}
+		case w == 0:
+			return n, nil, &os.PathError{Op: "write", Path: p, Err: io.ErrShortWrite}
+		}
+		n += w
+	}
+	if sync && k.s.cfg.syncWrites() {
+		if err := unix.Fdatasync(fd); err != nil {
+			return n, nil, &os.PathError{Op: "fdatasync", Path: p, Err: err}
+		}
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return n, nil, nil
+	}
+	_, name := splitPath(p)
+	return n, fattrOf(newFileInfo(name, &st, k.id, false), p, k.x.fsid()), nil
+}
+
+// writeLower writes to a file of a lower layer (image, role layer):
+// OpenFile copies it up into the own layer first.
+func (k *nfsReq) writeLower(p string, data []byte, off uint64, sync bool) (int, error) {
+	f, err := k.x.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	of, ok := f.(*openFile)
+	if !ok {
+		f.Close()
+		return 0, &os.PathError{Op: "write", Path: p, Err: unix.EIO}
+	}
+	of.dirty = sync // Close fdatasyncs a dirty file
+	n, err := of.f.WriteAt(data, int64(off))
+	if cerr := of.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
 }
 
 // ---- CREATE, MKDIR, SYMLINK, MKNOD ----
