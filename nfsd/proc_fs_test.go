@@ -207,3 +207,59 @@ func TestWriteStability(t *testing.T) {
 		t.Fatalf("read back: status %d body %q", st, body)
 	}
 }
+
+// WRITE's post-operation attributes are the file's as GETATTR then reports
+// them, byte for byte: for a file of the own layer (taken from the written
+// descriptor) and for an image file (copied up first).
+func TestWriteReplyAttributes(t *testing.T) {
+	e, _, _ := nfsEnv(t)
+	call := func(proc uint32, args xdrArgs) (uint32, []byte) {
+		t.Helper()
+		rep := serve(t, e.srv, "127.0.0.1", callRecord(5, proc, credRoot, args))
+		if rep == nil {
+			t.Fatalf("proc %d left to go-nfs", proc)
+		}
+		return replyStatus(t, rep, 5)
+	}
+	root := e.handle(t, "/nodes/pi1", "/")
+	st, body := call(procCreate, xdrArgs(nil).opaque(root).str("own").u32(createGuarded).modeSattr(0o640))
+	if st != nfs3OK {
+		t.Fatalf("create: %d", st)
+	}
+	own := append([]byte(nil), body[8:8+binary.BigEndian.Uint32(body[4:])]...)
+	st, body = call(procCreate, xdrArgs(nil).opaque(e.handle(t, "/volumes/www", "/")).str("vol").u32(createGuarded).modeSattr(0o640))
+	if st != nfs3OK {
+		t.Fatalf("create on the volume: %d", st)
+	}
+	vol := append([]byte(nil), body[8:8+binary.BigEndian.Uint32(body[4:])]...)
+	image := e.handle(t, "/nodes/pi1", "/etc/hostname")
+	for _, tc := range []struct {
+		name string
+		fh   []byte
+		off  uint64
+	}{
+		{"own layer, whole file", own, 0},
+		{"own layer, appended", own, 5},
+		{"image file, copied up", image, 1},
+		{"volume", vol, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, body := call(procWrite, xdrArgs(nil).opaque(tc.fh).u64(tc.off).u32(5).u32(writeUnstable).str("hello"))
+			if st != nfs3OK {
+				t.Fatalf("write: %d", st)
+			}
+			const preOp = 4 + 24
+			if binary.BigEndian.Uint32(body[preOp:]) != 1 {
+				t.Fatal("write reply without post-op attributes")
+			}
+			post := body[preOp+4 : preOp+4+84]
+			st, attr := call(procGetattr, xdrArgs(nil).opaque(tc.fh))
+			if st != nfs3OK {
+				t.Fatalf("getattr: %d", st)
+			}
+			if !bytes.Equal(post, attr[:84]) {
+				t.Errorf("write's post-op attributes\n%x\ngetattr's\n%x", post, attr[:84])
+			}
+		})
+	}
+}
