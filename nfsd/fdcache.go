@@ -59,7 +59,8 @@ func (e *cachedFD) done() {
 func (e *cachedFD) readAhead(off, end, size int64) {
 	last := e.end.Swap(end)
 	if off != 0 && (off < last-readAhead || off > last+readAhead) {
-		return // not a stream
+		e.ahead.Store(0) // not a stream (yet): start over from here
+		return
 	}
 	from := max(end, e.ahead.Load())
 	if from >= size || from > end+readAhead/2 {

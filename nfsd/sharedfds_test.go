@@ -88,3 +88,37 @@ func lstatT(t *testing.T, p string) *unix.Stat_t {
 	}
 	return &st
 }
+
+// READs through a file ask the kernel to read ahead once per half window;
+// a jump elsewhere starts a new stream there.
+func TestFDCacheReadAhead(t *testing.T) {
+	p := t.TempDir() + "/big"
+	if err := os.WriteFile(p, make([]byte, 64<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var c fdCache
+	fd, err := c.open(p, lstatT(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.done()
+	const mib, size = 1 << 20, 64 << 20
+	steps := []struct {
+		off, end  int64
+		wantAhead int64
+	}{
+		{0, mib, mib + readAhead},                // a stream starts
+		{mib, 2 * mib, mib + readAhead},          // well ahead already
+		{5 * mib, 6 * mib, 6*mib + readAhead},    // less than half a window left
+		{40 * mib, 41 * mib, 0},                  // a jump: no stream
+		{41 * mib, 42 * mib, 42*mib + readAhead}, // the new stream
+		{49 * mib, 50 * mib, 50*mib + readAhead},
+		{57 * mib, 58 * mib, size}, // not past the end
+	}
+	for _, s := range steps {
+		fd.readAhead(s.off, s.end, size)
+		if got := fd.ahead.Load(); got != s.wantAhead {
+			t.Fatalf("after a READ of [%d, %d) MiB: read ahead to %d MiB, want %d", s.off/mib, s.end/mib, got/mib, s.wantAhead/mib)
+		}
+	}
+}
