@@ -84,7 +84,7 @@ bench: bench-deps build
 
 # pjdfstest: every pjdfstest script in one QEMU guest on a pictl node root,
 # a pictl volume and nfs-ganesha side by side, with the assertions that pass
-# on ganesha but not on pictl listed (about 30 minutes under TCG; results
+# on ganesha but not on pictl listed (15-30 minutes under TCG; results
 # in nfsd/PJDFSTEST.md); PICTL_PJDFSTEST_TESTS="chmod/*.t" runs a subset
 # (about 70 s), PICTL_PJDFSTEST_FS=node-root,volume leaves ganesha out.
 pjdfstest: pjdfstest-deps
