@@ -105,6 +105,17 @@ func serve(t *testing.T, s *Server, from string, rec []byte) []byte {
 	return out
 }
 
+// answered serves one call from 127.0.0.1 and returns its NFS status and
+// the body after it; a call left to go-nfs fails the test.
+func answered(t *testing.T, s *Server, xid, proc uint32, c testCred, args xdrArgs) (uint32, []byte) {
+	t.Helper()
+	rep := serve(t, s, "127.0.0.1", callRecord(xid, proc, c, args))
+	if rep == nil {
+		t.Fatalf("proc %d left to go-nfs", proc)
+	}
+	return replyStatus(t, rep, xid)
+}
+
 // replyStatus checks the RPC reply header and returns the NFS status and
 // the body after it.
 func replyStatus(t *testing.T, rep []byte, xid uint32) (uint32, []byte) {

@@ -20,11 +20,7 @@ func TestLongPaths(t *testing.T) {
 			call := func(proc uint32, args xdrArgs) (uint32, []byte) {
 				t.Helper()
 				n++
-				rep := serve(t, e.srv, "127.0.0.1", callRecord(n, proc, credRoot, args))
-				if rep == nil {
-					t.Fatalf("proc %d left to go-nfs", proc)
-				}
-				return replyStatus(t, rep, n)
+				return answered(t, e.srv, n, proc, credRoot, args)
 			}
 			newHandle := func(body []byte) []byte {
 				l := binary.BigEndian.Uint32(body[4:])

@@ -45,11 +45,7 @@ func TestFsProcedures(t *testing.T) {
 	root := e.handle(t, "/nodes/pi1", "/")
 	call := func(proc uint32, c testCred, args xdrArgs) (uint32, []byte) {
 		t.Helper()
-		rep := serve(t, e.srv, "127.0.0.1", callRecord(3, proc, c, args))
-		if rep == nil {
-			t.Fatalf("proc %d left to go-nfs", proc)
-		}
-		return replyStatus(t, rep, 3)
+		return answered(t, e.srv, 3, proc, c, args)
 	}
 	// withAttrs checks a post_op_attr of the root export and returns what
 	// follows it.
@@ -163,11 +159,7 @@ func TestWriteStability(t *testing.T) {
 	dir := e.handle(t, "/volumes/www", "/")
 	call := func(proc uint32, args xdrArgs) (uint32, []byte) {
 		t.Helper()
-		rep := serve(t, e.srv, "127.0.0.1", callRecord(4, proc, credRoot, args))
-		if rep == nil {
-			t.Fatalf("proc %d left to go-nfs", proc)
-		}
-		return replyStatus(t, rep, 4)
+		return answered(t, e.srv, 4, proc, credRoot, args)
 	}
 	st, body := call(procCreate, xdrArgs(nil).opaque(dir).str("w").u32(createGuarded).modeSattr(0o644))
 	if st != nfs3OK {
@@ -215,11 +207,7 @@ func TestWriteReplyAttributes(t *testing.T) {
 	e, _, _ := nfsEnv(t)
 	call := func(proc uint32, args xdrArgs) (uint32, []byte) {
 		t.Helper()
-		rep := serve(t, e.srv, "127.0.0.1", callRecord(5, proc, credRoot, args))
-		if rep == nil {
-			t.Fatalf("proc %d left to go-nfs", proc)
-		}
-		return replyStatus(t, rep, 5)
+		return answered(t, e.srv, 5, proc, credRoot, args)
 	}
 	root := e.handle(t, "/nodes/pi1", "/")
 	st, body := call(procCreate, xdrArgs(nil).opaque(root).str("own").u32(createGuarded).modeSattr(0o640))
