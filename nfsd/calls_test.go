@@ -133,7 +133,7 @@ func replyStatus(t *testing.T, rep []byte, xid uint32) (uint32, []byte) {
 	return binary.BigEndian.Uint32(rep[28:]), rep[32:]
 }
 
-func (e *env) handle(t *testing.T, export string, p string) []byte {
+func (e *env) handle(t testing.TB, export string, p string) []byte {
 	t.Helper()
 	x, err := e.srv.exportFor(export)
 	if err != nil {

@@ -23,6 +23,7 @@ type connGuard struct {
 	limits  connlimit.Config
 	closed  *prometheus.CounterVec
 	panics  *prometheus.CounterVec
+	garbage prometheus.Counter
 }
 
 // Defaults of the guard's Config fields.
@@ -34,6 +35,7 @@ const (
 	reasonRecordMemory   = "record_memory"
 	reasonRecordTooLarge = "record_too_large"
 	reasonRecordTimeout  = "record_timeout"
+	reasonMalformedCall  = "malformed_call"
 )
 
 func (c *Config) recordMemory() int64 {
@@ -50,8 +52,12 @@ func newConnGuard(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*con
 		timeout: cfg.RecordTimeout,
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "pictl", Subsystem: "nfsd", Name: "connections_refused_total",
-			Help: "Client connections nfsd closed itself, by reason (per_client_limit, total_limit, unproven_timeout, record_memory, record_too_large, record_timeout; accept_error counts failed accepts, retried).",
+			Help: "Client connections nfsd closed itself, by reason (per_client_limit, total_limit, unproven_timeout, record_memory, record_too_large, record_timeout, malformed_call; accept_error counts failed accepts, retried).",
 		}, []string{"reason"}),
+		garbage: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "pictl", Subsystem: "nfsd", Name: "garbage_args_total",
+			Help: "Calls answered GARBAGE_ARGS because a length field in their arguments does not fit the record or the protocol's bound.",
+		}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "pictl", Subsystem: "nfsd", Name: "panics_total",
 			Help: "Requests whose handling panicked (the connection was closed, the server kept serving), by where.",
@@ -63,7 +69,7 @@ func newConnGuard(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*con
 		UnprovenTimeout: cfg.UnprovenTimeout,
 		OnClose:         g.refused,
 	}
-	for _, r := range []string{connlimit.ReasonPerClient, connlimit.ReasonTotal, connlimit.ReasonUnproven, connlimit.ReasonAcceptError, reasonRecordMemory, reasonRecordTooLarge, reasonRecordTimeout} {
+	for _, r := range []string{connlimit.ReasonPerClient, connlimit.ReasonTotal, connlimit.ReasonUnproven, connlimit.ReasonAcceptError, reasonRecordMemory, reasonRecordTooLarge, reasonRecordTimeout, reasonMalformedCall} {
 		g.closed.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -71,7 +77,7 @@ func newConnGuard(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*con
 			Namespace: "pictl", Subsystem: "nfsd", Name: "record_bytes",
 			Help: "Bytes of RPC records read and not yet handled, over all connections (bounded by Config.RecordMemory).",
 		}, func() float64 { return float64(g.records.inUse()) })
-		for _, c := range []prometheus.Collector{g.closed, g.panics, inUse} {
+		for _, c := range []prometheus.Collector{g.closed, g.panics, g.garbage, inUse} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("nfsd: register metrics: %w", err)
 			}
@@ -108,6 +114,20 @@ func (g *connGuard) refused(reason string) {
 	}
 	g.closed.WithLabelValues(reason).Inc()
 	g.log.Debug("nfs connection refused", "reason", reason)
+}
+
+// refusedCall counts a record admitGoNFS kept from go-nfs.
+func (g *connGuard) refusedCall(c net.Conn, a admit) {
+	if g == nil {
+		return
+	}
+	if a == admitGarbage {
+		g.garbage.Inc()
+		g.log.Debug("nfs call with malformed arguments: GARBAGE_ARGS", "client", c.RemoteAddr().String())
+		return
+	}
+	g.refused(reasonMalformedCall)
+	g.log.Info("nfs connection closed: malformed RPC call", "client", c.RemoteAddr().String())
 }
 
 // readFailed counts a connection the record reader gave up on.

@@ -172,8 +172,20 @@ func (m *fanout) answerFast(rec rpcRecord) (answered bool) {
 	return m.fast(m.real.RemoteAddr(), rec.b, m.send)
 }
 
-// dispatch hands a record to the least busy go-nfs worker.
+// dispatch hands a record to the least busy go-nfs worker, if go-nfs may
+// decode it (admitGoNFS).
 func (m *fanout) dispatch(rec rpcRecord) bool {
+	switch xid, a := admitGoNFS(rec.b); a {
+	case admitGarbage:
+		m.rr.release(rec)
+		m.guard.refusedCall(m.real, a)
+		return m.send(garbageArgsReply(xid)) == nil
+	case admitDrop:
+		m.rr.release(rec)
+		m.guard.refusedCall(m.real, a)
+		m.shutdown()
+		return false
+	}
 	v := m.leastBusy()
 	v.pending.Add(1)
 	select {

@@ -14,7 +14,7 @@ import (
 
 // nfsEnv: two nodes on one image; the test client (127.0.0.1) is pi1,
 // which may use volume www (read-write) and docs (read-only).
-func nfsEnv(t *testing.T) (*env, string, string) {
+func nfsEnv(t testing.TB) (*env, string, string) {
 	e := newEnv(t)
 	img := newImage(t)
 	www, docs, secret := t.TempDir(), t.TempDir(), t.TempDir()
