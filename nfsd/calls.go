@@ -123,12 +123,20 @@ func (s *Server) serveCall(from net.Addr, rec []byte, send func([]byte) error) b
 	}
 	r := xdrReader{b: c.args}
 	fh := r.opaque(nfs.FHSize)
-	if r.bad || len(fh) != handleLen {
-		return false // go-nfs: NFS3ERR_BADHANDLE
+	if r.bad {
+		return false // admitGoNFS answers GARBAGE_ARGS
 	}
 	x, id, ok := s.fastExport(fh)
 	if !ok {
-		return false // go-nfs: NFS3ERR_STALE (and counts it)
+		// NFS3ERR_STALE, as go-nfs would answer after decoding the
+		// arguments itself: go-nfs sees as few calls as can be.
+		reason := "export"
+		if _, _, err := s.codec.decode(fh); err != nil {
+			reason = "forged"
+		}
+		s.metrics.staleHandle.WithLabelValues(reason).Inc()
+		_ = send(errorReply(c.xid, c.proc, nfs3ErrStale))
+		return true
 	}
 	if !s.mayUse(addrOf(from), x) {
 		// knfsd finds no export for this client: the handle is stale for it.
