@@ -528,7 +528,11 @@ func startPictl(pins cpuPins, self, mode string) func(string, int, []string, str
 			args = append(args, "-cpuprofile", prof)
 		}
 		cmd := pinned(pins.proxy, args...)
-		cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
+		procs := "2"
+		if n := os.Getenv("PICTL_LBBENCH_GOMAXPROCS"); n != "" {
+			procs = n
+		}
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+procs)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			return nil, err
