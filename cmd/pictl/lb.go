@@ -27,7 +27,7 @@ backoff after errors), down (checks failing), draining (no new requests,
 its role is about to change), removed (left, finishing its requests), or
 "role switching", "role failed", "role not seen" (its agent does not
 report the role active: out of rotation). P50 and P99 are of the time from request head to
-the end of the response, since pictl serve started.`,
+the end of the response, over the last minute (the Prometheus histogram keeps everything).`,
 				Flags:  []cli.Flag{outputFlag()},
 				Action: lbStatus,
 			},

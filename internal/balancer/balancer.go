@@ -347,6 +347,7 @@ func (b *Balancer) Run(ctx context.Context, src Members) error {
 			now := time.Now().UnixNano()
 			for _, m := range *b.members.Load() {
 				m.closeStale(b.cfg.MemberIdleTimeout, now)
+				m.latency.mark()
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package balancer
 import (
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,12 +13,26 @@ import (
 // latencyHist is a lock-free histogram with geometric buckets (×1.25 from
 // 10 µs), cheap enough for every request. Percentiles read from it are
 // the upper bound of the bucket they fall in: at most 25 % high.
+//
+// The counts only grow (Prometheus takes them whole). For `pictl lb
+// status`, which shows how members answer now, Run marks the counts every
+// tick, and recentQuantile reads what came after the oldest mark kept:
+// the last minute rather than everything since pictl serve started.
 type latencyHist struct {
 	counts [numBuckets]atomic.Uint64
 	sumNs  atomic.Uint64
+
+	mu    sync.Mutex
+	marks [windowMarks][numBuckets]uint64 // ring of the counts at past ticks
+	next  int                             // where the next mark goes
+	kept  int                             // marks in the ring
 }
 
-const numBuckets = 64
+const (
+	numBuckets = 64
+	// windowMarks × Run's 5 s tick: a window of 55 to 60 s.
+	windowMarks = 12
+)
 
 // bucketBounds[i] is bucket i's upper bound in nanoseconds; the last
 // bucket is unbounded.
@@ -38,13 +53,38 @@ func (h *latencyHist) observe(d time.Duration) {
 	h.sumNs.Add(uint64(d))
 }
 
-// quantile returns the q-quantile (0..1), 0 with no observations.
-func (h *latencyHist) quantile(q float64) time.Duration {
+// mark records the counts as they are now (Run, every tick).
+func (h *latencyHist) mark() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := range h.counts {
+		h.marks[h.next][i] = h.counts[i].Load()
+	}
+	h.next = (h.next + 1) % windowMarks
+	h.kept = min(h.kept+1, windowMarks)
+}
+
+// recentQuantile is the q-quantile of what was observed since the oldest
+// mark kept (since the start before the first mark), 0 with nothing.
+func (h *latencyHist) recentQuantile(q float64) time.Duration {
 	var counts [numBuckets]uint64
-	var total uint64
+	h.mu.Lock()
+	oldest := (h.next - h.kept + windowMarks) % windowMarks
 	for i := range counts {
 		counts[i] = h.counts[i].Load()
-		total += counts[i]
+		if h.kept > 0 {
+			counts[i] -= h.marks[oldest][i]
+		}
+	}
+	h.mu.Unlock()
+	return quantileOf(&counts, q)
+}
+
+// quantileOf is the q-quantile (0..1) of a histogram's counts.
+func quantileOf(counts *[numBuckets]uint64, q float64) time.Duration {
+	var total uint64
+	for _, c := range counts {
+		total += c
 	}
 	if total == 0 {
 		return 0
@@ -70,7 +110,7 @@ type MemberStatus struct {
 	Requests  uint64
 	Errors    uint64 // connect errors, resets, timeouts, bad responses
 	Ejections uint64
-	P50, P99  time.Duration
+	P50, P99  time.Duration // over the last minute (see latencyHist)
 }
 
 // Status is what `pictl lb status` and GET /v1/balancer show.
@@ -100,7 +140,7 @@ func (b *Balancer) Status() Status {
 			Name: m.Name, Address: m.dial, Weight: int(m.weight.Load()), State: state,
 			InFlight: m.inflight.Load(), Requests: m.requests.Load(), Errors: m.errors.Load(),
 			Ejections: m.ejections.Load(),
-			P50:       m.latency.quantile(0.50), P99: m.latency.quantile(0.99),
+			P50:       m.latency.recentQuantile(0.50), P99: m.latency.recentQuantile(0.99),
 		})
 	}
 	return st
