@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/websocket"
 )
 
 // selfSigned is a certificate for 127.0.0.1 and the pool that trusts it.
@@ -172,5 +173,43 @@ func TestTLSListener(t *testing.T) {
 	}
 	if st := memberStatus(b, "a"); st.Requests == 0 || st.P50 == 0 {
 		t.Errorf("member a's counters: %+v", st)
+	}
+}
+
+// A WebSocket (wss://) passes through the TLS listener to a plain member
+// and back, message by message.
+func TestWebSocketOverTLS(t *testing.T) {
+	ws := backendServer(t, "ws", websocket.Handler(func(c *websocket.Conn) {
+		var msg string
+		for websocket.Message.Receive(c, &msg) == nil {
+			if websocket.Message.Send(c, msg) != nil {
+				return
+			}
+		}
+	}).ServeHTTP)
+	b, url, pool := startTLSBalancer(t, Config{})
+	b.SetMembers([]Member{memberOf(t, "ws", hostOf(ws))})
+	host := strings.TrimPrefix(url, "https://")
+	cfg, err := websocket.NewConfig("wss://"+host+"/echo", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TlsConfig = &tls.Config{RootCAs: pool}
+	conn, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, msg := range []string{"hello", strings.Repeat("z", 100000)} {
+		if err := websocket.Message.Send(conn, msg); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := websocket.Message.Receive(conn, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got != msg {
+			t.Fatalf("echo of %d bytes came back as %d bytes", len(msg), len(got))
+		}
 	}
 }
