@@ -36,7 +36,7 @@ func admitGoNFS(rec []byte) (uint32, admit) {
 	if c.bad || msgType != 0 {
 		return xid, admitDrop // go-nfs answers only calls
 	}
-	rpcVers, prog, vers, proc := c.u32(), c.u32(), c.u32(), c.u32()
+	rpcVers, prog, _, proc := c.u32(), c.u32(), c.u32(), c.u32()
 	c.u32()
 	c.opaque(rpcAuthMax) // credential
 	c.u32()
@@ -47,7 +47,9 @@ func admitGoNFS(rec []byte) (uint32, admit) {
 	switch {
 	case prog == mountProgram && (proc == mountProcMn || proc == mountProcUm):
 		c.opaque(mntPathLen)
-	case prog == nfsProgram && vers == 3:
+	case prog == nfsProgram:
+		// go-nfs picks its handler by program and procedure alone: a
+		// call of any version is decoded as NFSv3.
 		c.nfs3Args(proc)
 	}
 	if c.bad {

@@ -41,6 +41,8 @@ func TestLengthFieldsDoNotAllocate(t *testing.T) {
 		{"lookup name length", binary.BigEndian.AppendUint32(append(withCred(nfsProgram, 3, procLookup), xdrArgs(nil).opaque(fh)...), huge)},
 		{"write data length", binary.BigEndian.AppendUint32(append(withCred(nfsProgram, 3, procWrite), xdrArgs(nil).opaque(fh).u64(0).u32(4).u32(0)...), huge)},
 		{"symlink target length", binary.BigEndian.AppendUint32(append(withCred(nfsProgram, 3, procSymlink), xdrArgs(nil).opaque(fh).str("l").noSattr()...), huge)},
+		{"NFS version 4 (go-nfs decodes it as 3): write data length", binary.BigEndian.AppendUint32(append(withCred(nfsProgram, 4, procWrite), xdrArgs(nil).opaque(fh).u64(0).u32(4).u32(0)...), huge)},
+		{"MOUNT version 1 path length", binary.BigEndian.AppendUint32(withCred(mountProgram, 1, 1), huge)},
 		{"stale handle, then a name", binary.BigEndian.AppendUint32(append(withCred(nfsProgram, 3, procLookup), xdrArgs(nil).opaque(make([]byte, handleLen))...), huge)},
 	}
 	for _, tc := range tests {
@@ -88,7 +90,8 @@ func TestAdmitGoNFS(t *testing.T) {
 		{"CREATE exclusive", call(nfsProgram, 3, procCreate, xdrArgs(nil).opaque(fh).str("f").u32(createExclusive).u64(1)), admitOK},
 		{"SETATTR with times and guard", call(nfsProgram, 3, procSetattr, xdrArgs(nil).opaque(fh).u32(0).u32(0).u32(0).u32(0).u32(setToClientTime).u64(5).u32(1).u32(1).u64(9)), admitOK},
 		{"RENAME", call(nfsProgram, 3, procRename, xdrArgs(nil).opaque(fh).str("a").opaque(fh).str("b")), admitOK},
-		{"NFSv4 (PROG_MISMATCH)", call(nfsProgram, 4, 1, xdrArgs(nil).u32(1<<30)), admitOK},
+		{"NFSv4 GETATTR (go-nfs decodes any version as 3)", call(nfsProgram, 4, 1, xdrArgs(nil).opaque(fh)), admitOK},
+		{"NFSv2 WRITE data beyond the record", call(nfsProgram, 2, procWrite, xdrArgs(nil).opaque(fh).u64(0).u32(8).u32(0).u32(1<<30)), admitGarbage},
 		{"unknown procedure", call(nfsProgram, 3, 99, xdrArgs(nil).u32(1<<30)), admitOK},
 		{"a reply, not a call", binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(make([]byte, 4), 77), 1), admitDrop},
 		{"RPC version 3", func() []byte { r := call(nfsProgram, 3, 0, nil); binary.BigEndian.PutUint32(r[12:], 3); return r }(), admitDrop},
