@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -361,10 +362,10 @@ func TestSlowClientsRefusedWithoutHarm(t *testing.T) {
 	load.check(t)
 }
 
-func TestWebSocketThroughProxy(t *testing.T) {
-	ws := backendServer(t, "ws", websocket.Handler(func(c *websocket.Conn) {
-		// Message by message: io.Copy would echo a large message as
-		// several frames.
+// wsEchoMember is a member that echoes WebSocket messages, message by
+// message (io.Copy would echo a large message as several frames).
+func wsEchoMember(t *testing.T) *httptest.Server {
+	return backendServer(t, "ws", websocket.Handler(func(c *websocket.Conn) {
 		var msg string
 		for websocket.Message.Receive(c, &msg) == nil {
 			if websocket.Message.Send(c, msg) != nil {
@@ -372,13 +373,11 @@ func TestWebSocketThroughProxy(t *testing.T) {
 			}
 		}
 	}).ServeHTTP)
-	b, addr := startBalancer(t, Config{})
-	b.SetMembers([]Member{memberOf(t, "ws", hostOf(ws))})
-	conn, err := websocket.Dial("ws://"+addr+"/echo", "", "http://"+addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+}
+
+// checkEcho sends a short and a long message and wants each back whole.
+func checkEcho(t *testing.T, conn *websocket.Conn) {
+	t.Helper()
 	for _, msg := range []string{"hello", strings.Repeat("z", 100000)} {
 		if err := websocket.Message.Send(conn, msg); err != nil {
 			t.Fatal(err)
@@ -391,6 +390,18 @@ func TestWebSocketThroughProxy(t *testing.T) {
 			t.Fatalf("echo of %d bytes came back as %d bytes", len(msg), len(got))
 		}
 	}
+}
+
+func TestWebSocketThroughProxy(t *testing.T) {
+	ws := wsEchoMember(t)
+	b, addr := startBalancer(t, Config{})
+	b.SetMembers([]Member{memberOf(t, "ws", hostOf(ws))})
+	conn, err := websocket.Dial("ws://"+addr+"/echo", "", "http://"+addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	checkEcho(t, conn)
 }
 
 func TestStickyCookie(t *testing.T) {

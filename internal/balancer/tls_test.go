@@ -179,14 +179,7 @@ func TestTLSListener(t *testing.T) {
 // A WebSocket (wss://) passes through the TLS listener to a plain member
 // and back, message by message.
 func TestWebSocketOverTLS(t *testing.T) {
-	ws := backendServer(t, "ws", websocket.Handler(func(c *websocket.Conn) {
-		var msg string
-		for websocket.Message.Receive(c, &msg) == nil {
-			if websocket.Message.Send(c, msg) != nil {
-				return
-			}
-		}
-	}).ServeHTTP)
+	ws := wsEchoMember(t)
 	b, url, pool := startTLSBalancer(t, Config{})
 	b.SetMembers([]Member{memberOf(t, "ws", hostOf(ws))})
 	host := strings.TrimPrefix(url, "https://")
@@ -200,16 +193,5 @@ func TestWebSocketOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for _, msg := range []string{"hello", strings.Repeat("z", 100000)} {
-		if err := websocket.Message.Send(conn, msg); err != nil {
-			t.Fatal(err)
-		}
-		var got string
-		if err := websocket.Message.Receive(conn, &got); err != nil {
-			t.Fatal(err)
-		}
-		if got != msg {
-			t.Fatalf("echo of %d bytes came back as %d bytes", len(msg), len(got))
-		}
-	}
+	checkEcho(t, conn)
 }
