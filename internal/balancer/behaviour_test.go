@@ -459,20 +459,7 @@ func TestWeightsAndRoundRobin(t *testing.T) {
 }
 
 func TestTCPMode(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
+	ln := echoListener(t)
 	b, addr := startBalancer(t, Config{Mode: ModeTCP})
 	b.SetMembers([]Member{memberOf(t, "dead", closedPort(t)), memberOf(t, "echo", ln.Addr().String())})
 	for i := 0; i < 5; i++ {

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -80,3 +81,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// echoListener is a TCP member that echoes what it gets, closed with the
+// test.
+func echoListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln
+}

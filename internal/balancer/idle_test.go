@@ -151,20 +151,7 @@ func TestTunnelIdleTimeout(t *testing.T) {
 
 // The L4 mode closes a session quiet both ways too.
 func TestTCPModeIdle(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
+	ln := echoListener(t)
 	b, addr := startBalancer(t, Config{Mode: ModeTCP, TunnelIdleTimeout: 300 * time.Millisecond})
 	b.SetMembers([]Member{memberOf(t, "echo", ln.Addr().String())})
 	c, err := net.Dial("tcp", addr)

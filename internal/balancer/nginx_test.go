@@ -1,60 +1,25 @@
 package balancer
 
 import (
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pictl/pictl/internal/testnginx"
 )
 
 // startNginx runs a real nginx (nginx-light, in the Makefile's DEBS)
 // serving a small page on a loopback port.
 func startNginx(t *testing.T) (addr string, cmd *exec.Cmd) {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		t.Skip("nginx not installed (make deps)")
-	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello from nginx\n"), 0o644)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr = ln.Addr().String()
 	ln.Close()
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-error_log %[1]s/error.log error;
-pid %[1]s/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body; proxy_temp_path %[1]s/proxy; fastcgi_temp_path %[1]s/fcgi;
-  uwsgi_temp_path %[1]s/uwsgi; scgi_temp_path %[1]s/scgi;
-  server { listen %[2]s; root %[1]s; }
-}
-`, dir, addr)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd = exec.Command(bin, "-c", "nginx.conf", "-p", dir, "-e", dir+"/error.log")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, "nginx listening", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr, cmd
+	return addr, testnginx.Start(t, addr, "hello from nginx\n")
 }
 
 // TestKillMemberUnderLoad kills -9 one of two nginx members while GETs

@@ -2,14 +2,9 @@ package balancer
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -18,33 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/websocket"
-)
 
-// selfSigned is a certificate for 127.0.0.1 and the pool that trusts it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pictl test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, pool
-}
+	"github.com/pictl/pictl/internal/testcert"
+)
 
 // startTLSBalancer serves a Balancer on a loopback TLS listener.
 func startTLSBalancer(t *testing.T, cfg Config) (*Balancer, string, *x509.CertPool) {
@@ -54,7 +25,8 @@ func startTLSBalancer(t *testing.T, cfg Config) (*Balancer, string, *x509.CertPo
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, pool := selfSigned(t)
+	c := testcert.New(t, "pictl test")
+	cert, pool := c.TLS, c.Pool
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

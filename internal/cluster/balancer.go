@@ -110,17 +110,9 @@ func (s *source) decodeBalancer(b *Balancer, path string, v *yaml.Node) {
 			s.mapping(p, v, secBalancerTLS, "", func(key, p string, _, v *yaml.Node) {
 				switch key {
 				case "port":
-					str, ok := s.scalar(p, v, "port: 443")
-					if !ok {
-						return
+					if n, ok := s.port(p, v, "balancer.tls.port", "port: 443", "for 443", 1); ok {
+						t.Port = n
 					}
-					n, err := strconv.ParseUint(strings.TrimSpace(str), 10, 16)
-					if err != nil || n == 0 {
-						s.bad[p] = true
-						s.errAt(v, "write a number from 1 to 65535, or remove the line for 443", "balancer.tls.port %q is not a port number", str)
-						return
-					}
-					t.Port = uint16(n)
 				case "cert":
 					t.Cert, _ = s.scalar(p, v, "cert: /etc/pictl/tls/fullchain.pem")
 				case "key":

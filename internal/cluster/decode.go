@@ -129,18 +129,26 @@ func (s *source) decodeController(ctl *Controller, path string, v *yaml.Node) {
 func (s *source) decodePorts(ports *Ports, path string, v *yaml.Node) {
 	s.mapping(path, v, secPorts, "", func(key, p string, _, v *yaml.Node) {
 		dst := map[string]*uint16{"tftp": &ports.TFTP, "nfs": &ports.NFS, "api": &ports.API, "balancer": &ports.Balancer, "agent": &ports.Agent}[key]
-		str, ok := s.scalar(p, v, key+": 8080")
-		if !ok {
-			return
+		if n, ok := s.port(p, v, "ports."+key, key+": 8080", "to use the default", 0); ok {
+			*dst = n
 		}
-		n, err := strconv.ParseUint(strings.TrimSpace(str), 10, 16)
-		if err != nil {
-			s.bad[p] = true
-			s.errAt(v, "write a number from 1 to 65535, or remove the line to use the default", "ports.%s %q is not a port number", key, str)
-			return
-		}
-		*dst = uint16(n)
 	})
+}
+
+// port reads a port number of at least min; what names it in the error,
+// hint is the example line and fix ends "or remove the line ...".
+func (s *source) port(p string, v *yaml.Node, what, hint, fix string, min uint64) (uint16, bool) {
+	str, ok := s.scalar(p, v, hint)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(str), 10, 16)
+	if err != nil || n < min {
+		s.bad[p] = true
+		s.errAt(v, "write a number from 1 to 65535, or remove the line "+fix, "%s %q is not a port number", what, str)
+		return 0, false
+	}
+	return uint16(n), true
 }
 
 func (s *source) decodeDHCP(d *DHCP, path string, v *yaml.Node) {

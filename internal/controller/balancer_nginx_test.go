@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"github.com/pictl/pictl/internal/api"
 	"github.com/pictl/pictl/internal/store"
 	"github.com/pictl/pictl/internal/testnet"
+
+	"github.com/pictl/pictl/internal/testnginx"
 )
 
 // inNetnsEnv marks the test binary re-run inside the test's namespace.
@@ -56,43 +57,7 @@ func runInNetns(t *testing.T, setup func(ns *testnet.NS)) bool {
 // (the web role's balancer port), serving a page that names the node.
 func startNodeNginx(t *testing.T, name, addr string) *exec.Cmd {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		t.Fatal("nginx not installed (make deps)")
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("node "+name+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-error_log %[1]s/error.log error;
-pid %[1]s/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body; proxy_temp_path %[1]s/proxy; fastcgi_temp_path %[1]s/fcgi;
-  uwsgi_temp_path %[1]s/uwsgi; scgi_temp_path %[1]s/scgi;
-  server { listen %[2]s:8000; root %[1]s; }
-}
-`, dir, addr)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", "nginx.conf", "-p", dir, "-e", dir+"/error.log")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitUntil(t, "nginx of "+name+" listening", func() bool {
-		c, err := net.Dial("tcp", addr+":8000")
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return cmd
+	return testnginx.Start(t, addr+":8000", "node "+name+"\n")
 }
 
 const lbClusterYAML = `controller: {interface: lo, address: 10.77.0.1/24, state_dir: STATE}
